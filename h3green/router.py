@@ -127,9 +127,7 @@ class RouteMatch(Generic[T]):
 class _Route(Generic[T]):
     __slots__ = ("handler", "method", "names", "pattern")
 
-    def __init__(
-        self, method: str, pattern: str, handler: T, names: tuple[str, ...]
-    ) -> None:
+    def __init__(self, method: str, pattern: str, handler: T, names: tuple[str, ...]) -> None:
         self.method = method
         self.pattern = pattern
         self.handler = handler
@@ -163,9 +161,7 @@ def _param_name(name: str, pattern: str) -> str:
     if not name:
         raise ValueError(f"empty parameter name in route pattern {pattern!r}")
     if _PARAM_NAME.fullmatch(name) is None:
-        raise ValueError(
-            f"invalid parameter name {name!r} in route pattern {pattern!r}"
-        )
+        raise ValueError(f"invalid parameter name {name!r} in route pattern {pattern!r}")
     return name
 
 
@@ -196,9 +192,7 @@ def _parse_pattern(
         elif seg.startswith(":"):
             kind, name = ":", _param_name(seg[1:], pattern)
         elif seg in (".", ".."):
-            raise ValueError(
-                f"dot segment {seg!r} in route pattern {pattern!r} can never match"
-            )
+            raise ValueError(f"dot segment {seg!r} in route pattern {pattern!r} can never match")
         elif "*" in seg:
             raise ValueError(
                 f"'*' must be a whole segment ('*', '**' or '**:name') in route pattern {pattern!r}"
@@ -207,13 +201,9 @@ def _parse_pattern(
             kinds.append(("s", seg))
             continue
         if kind == "**" and i != len(segments) - 1:
-            raise ValueError(
-                f"'**' must be the last segment in route pattern {pattern!r}"
-            )
+            raise ValueError(f"'**' must be the last segment in route pattern {pattern!r}")
         if name in names:
-            raise ValueError(
-                f"duplicate parameter name {name!r} in route pattern {pattern!r}"
-            )
+            raise ValueError(f"duplicate parameter name {name!r} in route pattern {pattern!r}")
         names.append(name)
         if kind == "**":
             return kinds, tuple(names), True
@@ -231,7 +221,7 @@ def _resolve(table: _Table[T], method: str, values: list[str]) -> RouteMatch[T] 
         if route is None:
             return None
         head_fallback = True
-    return RouteMatch(route.handler, dict(zip(route.names, values)), (), head_fallback)
+    return RouteMatch(route.handler, dict(zip(route.names, values, strict=True)), (), head_fallback)
 
 
 class Router(Generic[T]):
@@ -260,9 +250,7 @@ class Router(Generic[T]):
         handler. Raises ValueError for an invalid method or pattern.
         """
         if method != "*" and _METHOD.fullmatch(method) is None:
-            raise ValueError(
-                f"method must be an upper-case HTTP method or '*', got {method!r}"
-            )
+            raise ValueError(f"method must be an upper-case HTTP method or '*', got {method!r}")
         kinds, names, catchall = _parse_pattern(path)
         node = self._root
         shape: list[str] = []
@@ -357,9 +345,7 @@ class Router(Generic[T]):
             return found
         return None
 
-    def _collect(
-        self, node: _Node[T], segments: list[str], i: int, methods: set[str]
-    ) -> None:
+    def _collect(self, node: _Node[T], segments: list[str], i: int, methods: set[str]) -> None:
         # The same walk as _search, visiting every node that matches the path
         # instead of stopping at the first that accepts the method: the union
         # is exactly the set of methods this path would accept.

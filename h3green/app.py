@@ -1,0 +1,271 @@
+"""``H3``: routes, middleware, hooks and mounts, turned into one ``handle(event)`` call.
+
+Strategy: registration builds a router and a list of middleware; the first request (or
+``freeze()``) composes the middleware into one chain of closures around the router
+dispatch, so no per-request work goes into assembling it. ``handle`` never raises for
+anything a handler did: an ``HTTPError`` becomes its status, anything else a logged 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from .errors import HTTPError
+from .event import H3Event
+from .response import Response, error_response, merge_staged, to_response
+from .router import InvalidPath, Router, normalize_path
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+__all__ = ["H3", "Handler", "Middleware"]
+
+logger = logging.getLogger("h3green")
+
+Handler = Callable[[H3Event], Any]
+Next = Callable[[], Response]
+Middleware = Callable[[H3Event, Next], Any]
+RequestHook = Callable[[H3Event], object]
+ResponseHook = Callable[[H3Event, Response], object]
+ErrorHook = Callable[[BaseException, H3Event], object]
+Chain = Callable[[H3Event], Response]
+
+H = TypeVar("H", bound=Handler)
+
+
+def _as_list(hooks: Any) -> list[Any]:
+    if hooks is None:
+        return []
+    if callable(hooks):
+        return [hooks]
+    return list(hooks)
+
+
+class H3:
+    """An application: ``app = H3()``, then ``@app.get("/path")`` handlers.
+
+    Hooks (a callable or a list of them): ``on_request(event)`` before routing,
+    ``on_response(event, response)`` after (it may return a replacement ``Response``),
+    ``on_error(error, event)`` when a handler, middleware or hook raised. A failing
+    ``on_response``/``on_error`` hook is logged, not fatal. ``debug=True`` puts the
+    traceback of unhandled errors in the 500 body (never do that in production).
+    """
+
+    def __init__(
+        self,
+        *,
+        on_request: RequestHook | Iterable[RequestHook] | None = None,
+        on_response: ResponseHook | Iterable[ResponseHook] | None = None,
+        on_error: ErrorHook | Iterable[ErrorHook] | None = None,
+        debug: bool = False,
+    ) -> None:
+        self.router: Router[Handler] = Router()
+        self.debug = debug
+        self.on_request: list[RequestHook] = _as_list(on_request)
+        self.on_response: list[ResponseHook] = _as_list(on_response)
+        self.on_error: list[ErrorHook] = _as_list(on_error)
+        self._middleware: list[Middleware] = []
+        self._chain: Chain | None = None
+
+    def __repr__(self) -> str:
+        return f"<H3 routes={len(self.router.routes())} middleware={len(self._middleware)}>"
+
+    # -- registration --------------------------------------------------------------------
+
+    def _on(self, method: str, path: str, handler: Handler | None) -> Any:
+        return self.on(method, path) if handler is None else self.on(method, path, handler)
+
+    @overload
+    def on(self, method: str, path: str) -> Callable[[H], H]: ...
+    @overload
+    def on(self, method: str, path: str, handler: H) -> H: ...
+    def on(self, method: str, path: str, handler: H | None = None) -> H | Callable[[H], H]:
+        """Route *method* (or ``"*"`` for any) on *path* to *handler*; also a decorator."""
+        method = method.upper()
+        if method != "*" and not method.isalpha():
+            raise ValueError(f"invalid HTTP method {method!r}")
+
+        def register(func: H) -> H:
+            if not callable(func):
+                raise TypeError(f"handler for {method} {path} must be callable, got {func!r}")
+            self.router.add(method, path, func)
+            return func
+
+        return register if handler is None else register(handler)
+
+    def get(self, path: str, handler: Handler | None = None) -> Any:
+        """Route GET on *path* to *handler*; also a decorator."""
+        return self._on("GET", path, handler)
+
+    def post(self, path: str, handler: Handler | None = None) -> Any:
+        """Route POST on *path* to *handler*; also a decorator."""
+        return self._on("POST", path, handler)
+
+    def put(self, path: str, handler: Handler | None = None) -> Any:
+        """Route PUT on *path* to *handler*; also a decorator."""
+        return self._on("PUT", path, handler)
+
+    def patch(self, path: str, handler: Handler | None = None) -> Any:
+        """Route PATCH on *path* to *handler*; also a decorator."""
+        return self._on("PATCH", path, handler)
+
+    def delete(self, path: str, handler: Handler | None = None) -> Any:
+        """Route DELETE on *path* to *handler*; also a decorator."""
+        return self._on("DELETE", path, handler)
+
+    def options(self, path: str, handler: Handler | None = None) -> Any:
+        """Route OPTIONS on *path* to *handler*; also a decorator."""
+        return self._on("OPTIONS", path, handler)
+
+    def head(self, path: str, handler: Handler | None = None) -> Any:
+        """Route HEAD on *path* to *handler*; also a decorator."""
+        return self._on("HEAD", path, handler)
+
+    def all(self, path: str, handler: Handler | None = None) -> Any:
+        """Route every method on *path* to *handler*; also a decorator."""
+        return self._on("*", path, handler)
+
+    def use(self, middleware: Middleware) -> Middleware:
+        """Add ``middleware(event, next)``; also usable as a decorator.
+
+        It may return a value (short-circuit: the rest of the chain does not run), or call
+        ``next()`` and work with the ``Response`` it returns. Returning None means "carry
+        on": the response of ``next()`` is used, and ``next()`` is called for you if the
+        middleware did not call it.
+        """
+        if not callable(middleware):
+            raise TypeError(f"middleware must be callable, got {middleware!r}")
+        self._middleware.append(middleware)
+        self._chain = None
+        return middleware
+
+    def mount(self, prefix: str, app: H3 | WSGIApplication) -> None:
+        """Serve *app* (another ``H3``, or any WSGI application) under *prefix*."""
+        prefix = "/" + prefix.strip("/")
+        if prefix == "/":
+            raise ValueError("mount prefix must not be the root; register routes instead")
+        handler: Handler
+        if isinstance(app, H3):
+            handler = _MountedH3(app, prefix)
+        elif callable(app):
+            from .wsgi import WSGIMount
+
+            handler = WSGIMount(app, prefix)
+        else:
+            raise TypeError(f"cannot mount {app!r}: not an H3 app nor a WSGI callable")
+        self.router.add("*", prefix, handler)
+        self.router.add("*", prefix + "/**", handler)
+
+    # -- handling ------------------------------------------------------------------------
+
+    def freeze(self) -> None:
+        """Compose the middleware chain now (done on the first request otherwise)."""
+        chain: Chain = self._dispatch
+        for middleware in reversed(self._middleware):
+            chain = _layer(middleware, chain)
+        self._chain = chain
+
+    def _dispatch(self, event: H3Event) -> Response:
+        match = self.router.match(event.method, event.path)
+        handler = match.handler
+        if handler is None:
+            allowed = match.allowed
+            if not allowed:
+                raise HTTPError(404, f"Cannot find any route matching {event.path}")
+            allow = ", ".join(sorted({*allowed, "OPTIONS"}))
+            if event.method == "OPTIONS":
+                return Response(None, 204, {"allow": allow})
+            raise HTTPError(405, f"Method {event.method} is not allowed", headers={"allow": allow})
+        event.params = match.params
+        return to_response(handler(event), event)
+
+    def handle(self, event: H3Event) -> Response:
+        """Run hooks, middleware and the matching handler; always returns a response."""
+        try:
+            try:
+                event.path = normalize_path(event.path)
+            except InvalidPath as exc:
+                raise HTTPError(400, str(exc)) from None
+            for hook in self.on_request:
+                hook(event)
+            chain = self._chain
+            if chain is None:
+                self.freeze()
+                chain = self._chain
+                assert chain is not None
+            response = chain(event)
+        except HTTPError as exc:
+            response = error_response(exc)
+            self._notify_error(exc, event)
+        except Exception as exc:
+            logger.exception("unhandled error in %s %s", event.method, event.target)
+            response = error_response(None, self.debug)
+            self._notify_error(exc, event)
+        for response_hook in self.on_response:
+            try:
+                replacement = response_hook(event, response)
+            except Exception:
+                logger.exception("on_response hook %r failed", response_hook)
+            else:
+                if isinstance(replacement, Response):
+                    response = replacement
+        return merge_staged(response, event)
+
+    def _notify_error(self, exc: BaseException, event: H3Event) -> None:
+        for hook in self.on_error:
+            try:
+                hook(exc, event)
+            except Exception:
+                logger.exception("on_error hook %r failed", hook)
+
+    # -- WSGI ----------------------------------------------------------------------------
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        """Every ``H3`` app is a WSGI application."""
+        from .wsgi import serve_wsgi
+
+        return serve_wsgi(self, environ, start_response)  # type: ignore[no-any-return]
+
+
+def _layer(middleware: Middleware, downstream: Chain) -> Chain:
+    def run(event: H3Event) -> Response:
+        called = False
+        response: Response | None = None
+
+        def call_next() -> Response:
+            nonlocal called, response
+            if called:
+                raise RuntimeError("next() may be called only once per middleware")
+            called = True
+            response = downstream(event)
+            return response
+
+        value = middleware(event, call_next)
+        if value is not None:
+            return to_response(value, event)
+        if response is not None:
+            return response
+        # The middleware swallowed an error from next(): answer with what is staged.
+        return to_response(None, event) if called else call_next()
+
+    return run
+
+
+class _MountedH3:
+    """Hands requests under a prefix to another ``H3`` app, with the prefix stripped."""
+
+    __slots__ = ("app", "prefix")
+
+    def __init__(self, app: H3, prefix: str) -> None:
+        self.app = app
+        self.prefix = prefix
+
+    def __call__(self, event: H3Event) -> Response:
+        path = event.path
+        event.path = path[len(self.prefix) :] or "/"
+        try:
+            return self.app.handle(event)
+        finally:
+            event.path = path

@@ -1,0 +1,271 @@
+"""``H3Event``: everything a handler gets, one object per request.
+
+The request side is a read-only view (method, path, query, params, headers, body readers);
+the response side is *staged* on ``event.res`` (status and headers) and merged into
+whatever the handler returns. Nothing here touches a socket: the body comes from a
+``BodySource`` the server (or the WSGI adapter, or the test client) plugs in.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .datastructures import Headers, QueryParams
+from .errors import HTTPError, ResponseAlreadySent, SSEAlreadyStarted
+
+if TYPE_CHECKING:
+    from .sse import SSEWriter
+
+__all__ = ["BodySource", "H3Event", "StagedResponse", "StreamCallback"]
+
+StreamCallback = Callable[["SSEWriter"], object]
+
+#: Default request-body limit: 1 MiB, like nginx's client_max_body_size.
+DEFAULT_MAX_BODY_SIZE = 1024 * 1024
+
+
+class BodySource(Protocol):
+    """Where request-body bytes come from (a connection, ``wsgi.input``, a test)."""
+
+    def read(self) -> bytes:
+        """The next piece of the body, ``b""`` once it is complete."""
+
+
+class _EmptyBody:
+    __slots__ = ()
+
+    def read(self) -> bytes:
+        return b""
+
+
+_EMPTY_BODY = _EmptyBody()
+
+
+class StagedResponse:
+    """Status and headers a handler (or middleware) sets before returning a value."""
+
+    __slots__ = ("headers", "status")
+
+    def __init__(self) -> None:
+        self.status: int | None = None
+        self.headers = Headers()
+
+
+class H3Event:
+    """One HTTP request and its staged response."""
+
+    __slots__ = (
+        "_body",
+        "_body_cache",
+        "_body_started",
+        "_head_sent",
+        "_query",
+        "_sse",
+        "_sse_heartbeat",
+        "_stream_callback",
+        "context",
+        "headers",
+        "http_version",
+        "max_body_size",
+        "method",
+        "params",
+        "path",
+        "query_string",
+        "remote_addr",
+        "res",
+        "scheme",
+        "target",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        target: str,
+        headers: Headers,
+        *,
+        path: str | None = None,
+        http_version: str = "1.1",
+        remote_addr: str | None = None,
+        scheme: str = "http",
+        body: BodySource | None = None,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+    ) -> None:
+        self.method = method
+        #: The request target exactly as sent (path and query, not decoded).
+        self.target = target
+        raw_path, _, self.query_string = target.partition("?")
+        #: The decoded, canonical path used for routing (set by the app).
+        self.path = raw_path if path is None else path
+        self.headers = headers
+        self.http_version = http_version
+        self.remote_addr = remote_addr
+        self.scheme = scheme
+        #: Route parameters (``/users/:id`` gives ``params["id"]``).
+        self.params: dict[str, str] = {}
+        #: Free space for middleware and handlers to share per-request values.
+        self.context: dict[str, Any] = {}
+        self.res = StagedResponse()
+        self.max_body_size = max_body_size
+        self._body: BodySource = body if body is not None else _EMPTY_BODY
+        self._body_cache: bytes | None = None
+        self._body_started = False
+        self._query: QueryParams | None = None
+        self._sse = False
+        self._sse_heartbeat: float | None = None
+        self._stream_callback: StreamCallback | None = None
+        self._head_sent = False
+
+    def __repr__(self) -> str:
+        return f"<H3Event {self.method} {self.target}>"
+
+    # -- request view --------------------------------------------------------------------
+
+    @property
+    def query(self) -> QueryParams:
+        """Query parameters, multi-valued (``query.getall("tag")``)."""
+        if self._query is None:
+            self._query = QueryParams.parse(self.query_string)
+        return self._query
+
+    def get_query(self, name: str, default: str | None = None) -> str | None:
+        """The first value of query parameter *name*, or *default*."""
+        return self.query.get(name, default)
+
+    @property
+    def host(self) -> str:
+        return self.headers.get("host") or "localhost"
+
+    @property
+    def url(self) -> str:
+        """The full request URL as the client addressed it."""
+        return f"{self.scheme}://{self.host}{self.target}"
+
+    # -- body readers --------------------------------------------------------------------
+
+    def iter_body(self) -> Iterator[bytes]:
+        """Yield the request body piece by piece as it arrives, enforcing ``max_body_size``.
+
+        Raises ``HTTPError(413)`` as soon as the body is known to be too large, without
+        reading the rest of it.
+        """
+        if self._body_cache is not None:
+            if self._body_cache:
+                yield self._body_cache
+            return
+        if self._body_started:
+            raise RuntimeError("the request body was already consumed by iter_body()")
+        self._body_started = True
+        limit = self.max_body_size
+        declared = self.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise HTTPError(413, f"request body exceeds {limit} bytes")
+        received = 0
+        read = self._body.read
+        while data := read():
+            received += len(data)
+            if received > limit:
+                raise HTTPError(413, f"request body exceeds {limit} bytes")
+            yield data
+
+    def read_body(self) -> bytes:
+        """The whole request body (read once, then cached)."""
+        if self._body_cache is None:
+            self._body_cache = b"".join(self.iter_body())
+        return self._body_cache
+
+    def read_text(self) -> str:
+        """The body decoded with the charset of its Content-Type (UTF-8 by default)."""
+        charset = "utf-8"
+        for param in self.headers.get("content-type", "").split(";")[1:]:
+            key, _, value = param.strip().partition("=")
+            if key.lower() == "charset" and value:
+                charset = value.strip('"')
+        try:
+            return self.read_body().decode(charset)
+        except (UnicodeDecodeError, LookupError):
+            raise HTTPError(400, f"request body is not valid {charset} text") from None
+
+    def read_json(self) -> Any:
+        """The body parsed as JSON; a malformed or empty body is a 400."""
+        body = self.read_body()
+        if not body.strip():
+            raise HTTPError(400, "request body is empty, expected JSON")
+        try:
+            return json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise HTTPError(400, f"invalid JSON in request body: {exc}") from None
+
+    def read_form(self) -> QueryParams:
+        """An ``application/x-www-form-urlencoded`` body as multi-valued fields."""
+        ctype = self.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype == "multipart/form-data":
+            raise HTTPError(415, "multipart/form-data bodies are not supported yet")
+        if ctype and ctype != "application/x-www-form-urlencoded":
+            raise HTTPError(415, f"expected a form body, got {ctype}")
+        return QueryParams.parse(self.read_text())
+
+    # -- staged response -----------------------------------------------------------------
+
+    def _check_not_sent(self) -> None:
+        if self._head_sent:
+            raise ResponseAlreadySent("the response head was already sent")
+
+    def set_header(self, name: str, value: str) -> None:
+        """Set a response header, replacing earlier values of *name*."""
+        self._check_not_sent()
+        self.res.headers.set(name, value)
+
+    def append_header(self, name: str, value: str) -> None:
+        """Add a response header, keeping earlier values of *name* (``Set-Cookie``)."""
+        self._check_not_sent()
+        self.res.headers.append(name, value)
+
+    def set_status(self, status: int) -> None:
+        self._check_not_sent()
+        if not 100 <= status <= 999:
+            raise ValueError(f"invalid status code {status}")
+        self.res.status = status
+
+    # -- Server-Sent Events --------------------------------------------------------------
+
+    def start_sse(
+        self,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+        *,
+        heartbeat: float | None = None,
+    ) -> None:
+        """Make this response an event stream (``text/event-stream``, no caching).
+
+        ``heartbeat`` overrides the server's ``sse_heartbeat`` for this stream (seconds of
+        idleness before a comment is sent; 0 turns it off).
+        """
+        if self._sse:
+            raise SSEAlreadyStarted("start_sse() was already called for this request")
+        self._check_not_sent()
+        self._sse = True
+        self._sse_heartbeat = heartbeat
+        self.set_status(status)
+        res_headers = self.res.headers
+        res_headers.set("content-type", "text/event-stream; charset=utf-8")
+        res_headers.set("cache-control", "no-cache")
+        # nginx buffers proxied responses unless told not to; events must flow at once.
+        res_headers.set("x-accel-buffering", "no")
+        if headers:
+            for name, value in headers.items():
+                res_headers.set(name, value)
+
+    def set_stream_callback(self, callback: StreamCallback) -> None:
+        """Run ``callback(writer)`` in its own greenlet once the stream's head is sent."""
+        if not self._sse:
+            raise RuntimeError("call event.start_sse() before event.set_stream_callback()")
+        if not callable(callback):
+            raise TypeError(f"stream callback must be callable, got {callback!r}")
+        self._check_not_sent()
+        self._stream_callback = callback
+
+    @property
+    def is_sse(self) -> bool:
+        return self._sse

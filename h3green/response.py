@@ -1,0 +1,187 @@
+"""From whatever a handler returns to a status, headers and a body.
+
+========================  =====================================  ==========================
+handler returns           body                                   Content-Type
+========================  =====================================  ==========================
+``str``                   UTF-8 bytes                            text/plain; charset=utf-8
+bytes-like                as is                                  application/octet-stream
+dict/list/number/bool     compact JSON                           application/json
+``None``                  empty (status staged on the event, or 200)
+``Response``              as given
+other iterables           streamed (chunked on HTTP/1.1)         application/octet-stream
+                          (str items are UTF-8 encoded)          unless staged
+========================  =====================================  ==========================
+
+Headers staged on the event (``event.set_header``) are merged under the response's own:
+a name the response sets itself wins.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from .datastructures import Headers, HeadersInit
+from .errors import HTTPError
+
+if TYPE_CHECKING:
+    from .event import H3Event, StreamCallback
+
+__all__ = [
+    "Response",
+    "SSEResponse",
+    "error_response",
+    "html",
+    "json_dumps",
+    "no_content",
+    "redirect",
+    "to_response",
+]
+
+TEXT = "text/plain; charset=utf-8"
+HTML = "text/html; charset=utf-8"
+JSON = "application/json"
+OCTET = "application/octet-stream"
+
+Body = bytes | Iterable[bytes]
+
+
+def json_dumps(value: Any) -> bytes:
+    """Compact UTF-8 JSON, as h3green writes it everywhere."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _iter_encoded(items: Iterable[Any]) -> Iterator[bytes]:
+    for item in items:
+        if isinstance(item, str):
+            yield item.encode()
+        elif isinstance(item, bytes | bytearray | memoryview):
+            yield bytes(item)
+        else:
+            raise TypeError(f"streamed body items must be str or bytes, got {type(item).__name__}")
+
+
+def _encode(value: Any) -> tuple[Body, str | None]:
+    """A body value as (bytes or an iterator of bytes, its default media type)."""
+    if value is None:
+        return b"", None
+    if isinstance(value, str):
+        return value.encode(), TEXT
+    if isinstance(value, bytes):
+        return value, OCTET
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value), OCTET
+    if isinstance(value, dict | list | tuple | int | float | bool):
+        return json_dumps(value), JSON
+    if isinstance(value, Iterable):
+        return _iter_encoded(value), OCTET
+    raise TypeError(f"cannot turn a {type(value).__name__} into a response body")
+
+
+class Response:
+    """An explicit response: ``Response({"ok": True}, status=201, headers={...})``.
+
+    *body* takes any value a handler may return (see the module table); *media_type*
+    overrides the Content-Type that value implies.
+    """
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(
+        self,
+        body: Any = None,
+        status: int = 200,
+        headers: HeadersInit = None,
+        media_type: str | None = None,
+    ) -> None:
+        if not 100 <= status <= 999:
+            raise ValueError(f"invalid status code {status}")
+        self.status = status
+        self.headers = headers if isinstance(headers, Headers) else Headers(headers)
+        self.body, default_type = _encode(body)
+        media_type = media_type or default_type
+        if media_type is not None and "content-type" not in self.headers:
+            self.headers.set("content-type", media_type)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.status}>"
+
+
+class SSEResponse(Response):
+    """An event stream: its head is sent, then ``callback(writer)`` runs in a greenlet."""
+
+    __slots__ = ("callback", "heartbeat")
+
+    def __init__(
+        self,
+        callback: StreamCallback | None,
+        status: int = 200,
+        headers: HeadersInit = None,
+        heartbeat: float | None = None,
+    ) -> None:
+        super().__init__(None, status, headers)
+        self.callback = callback
+        self.heartbeat = heartbeat
+
+
+def html(content: str, status: int = 200, headers: HeadersInit = None) -> Response:
+    """An HTML response."""
+    return Response(content, status, headers, media_type=HTML)
+
+
+def redirect(location: str, status: int = 302, headers: HeadersInit = None) -> Response:
+    """A redirect to *location* (302 by default; 301, 303, 307 and 308 also make sense)."""
+    if not 300 <= status <= 399:
+        raise ValueError(f"redirect status must be 3xx, got {status}")
+    response = Response(None, status, headers)
+    response.headers.set("location", location)
+    return response
+
+
+def no_content(headers: HeadersInit = None) -> Response:
+    """204 No Content."""
+    return Response(None, 204, headers)
+
+
+def to_response(value: Any, event: H3Event) -> Response:
+    """Turn a handler's return value into a ``Response`` (staged status applied)."""
+    if isinstance(value, Response):
+        return value
+    from .sse import EventStream  # sse imports this module
+
+    if isinstance(value, EventStream):
+        if not event.is_sse:
+            event.start_sse()
+        event.set_stream_callback(value.run)
+        value = None
+    if event.is_sse:
+        if value is not None:
+            raise RuntimeError(
+                "a handler that called start_sse() must return None or an EventStream, "
+                f"not {type(value).__name__}"
+            )
+        return SSEResponse(event._stream_callback, event.res.status or 200, heartbeat=event._sse_heartbeat)
+    return Response(value, event.res.status or 200)
+
+
+def merge_staged(response: Response, event: H3Event) -> Response:
+    """Put headers staged on the event under the response's own."""
+    staged = event.res.headers
+    if staged:
+        own = response.headers
+        merged = Headers()
+        merged._items = [item for item in staged._items if item[0] not in own] + own._items
+        response.headers = merged
+    return response
+
+
+def error_response(exc: HTTPError | None, debug: bool = False) -> Response:
+    """The JSON error body for *exc*, or for an unhandled exception when *exc* is None."""
+    if exc is not None:
+        return Response(exc.to_json(), exc.status, exc.headers)
+    body: dict[str, Any] = {"status": 500, "unhandled": True, "message": "Internal Server Error"}
+    if debug:
+        body["stack"] = traceback.format_exc().splitlines()
+    return Response(body, 500)

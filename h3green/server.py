@@ -1,0 +1,795 @@
+"""The gevent server: sockets in, ``H3.handle`` in the middle, sockets out.
+
+Strategy: a gevent ``StreamServer`` accepts; each connection gets one greenlet running
+``Connection.run``, modelled on h11's trio example: read until the ``Driver`` yields a
+request head, build an ``H3Event`` whose body streams from the socket on demand, call the
+app, write the response (head and a fixed body in one ``sendall``), then either start the
+next cycle (keep-alive, pipelining) or close.
+
+A Server-Sent Events response hands the socket to an ``SSEWriter`` whose callback runs in
+its own greenlet (``gevent.spawn_later(0, ...)``). The connection greenlet stays behind,
+parked in ``recv``, for three reasons: it notices at once when the client leaves (EOF or
+reset, and then kills the callback greenlet); it sends heartbeat comments when the stream
+has been idle (its ``recv`` timeout is the heartbeat timer, so no extra greenlet or timer
+lives per stream); and it keeps the connection counted until the stream ends, so streams
+obey ``max_connections`` and graceful shutdown like any request. When the stream ends
+from the other side (callback returned, writer closed, shutdown), ``_wake`` throws
+``_StreamDoneError`` into the parked greenlet.
+
+Every wait has a limit: keep-alive idle time, head-read time (a total, so a client that
+trickles one byte a second is cut), body-read time, write time, and SSE send time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterable
+from email.utils import formatdate
+from typing import Any, Final
+
+import gevent
+import gevent.event
+import gevent.lock
+import gevent.monkey
+from gevent.server import StreamServer
+
+from . import _http11
+from ._http11 import NEED_DATA, Body, ClientClosed, Driver, EndOfBody, ProtocolError, RequestHead
+from .app import H3
+from .datastructures import Headers
+from .errors import BackpressureDetected, ConnectionLost, HTTPError, SSEError
+from .event import DEFAULT_MAX_BODY_SIZE, H3Event
+from .response import Response, SSEResponse, error_response, json_dumps
+from .sse import SSEWriter, encode_event, spawn_stream
+
+__all__ = ["Config", "Connection", "Server", "serve"]
+
+logger = logging.getLogger("h3green")
+access_logger = logging.getLogger("h3green.access")
+
+_RECV_SIZE: Final = 65536
+_NO_BODY_STATUSES: Final = frozenset({204, 304})
+# The server frames bodies itself; these from a handler would contradict it.
+_FRAMING_HEADERS: Final = frozenset({"content-length", "transfer-encoding"})
+_CLOSE_TIMEOUT: Final = 1.0  # how long a killed stream callback gets for its cleanup
+
+
+@dataclasses.dataclass(slots=True)
+class Config:
+    """Limits and behaviour of a server; every field is a keyword of ``Server``/``serve``.
+
+    Defaults follow precedent: 1 MiB bodies (nginx's ``client_max_body_size``), 100
+    header fields and 16 KiB of head (node, gunicorn), 5 s keep-alive idle (node's
+    ``keepAliveTimeout``), 1,000 connections (gunicorn's ``worker_connections``).
+    """
+
+    max_connections: int = 1000
+    max_request_line: int = _http11.DEFAULT_MAX_REQUEST_LINE
+    max_header_bytes: int = _http11.DEFAULT_MAX_HEADER_BYTES
+    max_header_count: int = _http11.DEFAULT_MAX_HEADER_COUNT
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE
+    #: Seconds a kept-alive connection may sit idle before the next request starts.
+    keepalive_timeout: float = 5.0
+    #: Seconds from a request's first byte to the end of its head.
+    header_timeout: float = 10.0
+    #: Seconds one read of the request body may wait.
+    body_timeout: float = 30.0
+    #: Seconds one write of a response may wait for the client.
+    write_timeout: float = 30.0
+    #: Unread request body drained after a response so the connection can be reused.
+    max_drain_bytes: int = 64 * 1024
+    #: Seconds of idleness after which a stream gets a heartbeat comment (0: never).
+    sse_heartbeat: float = 15.0
+    #: Seconds one SSE write may wait before the client counts as not reading.
+    sse_send_timeout: float = 10.0
+    #: Sent to every open stream at shutdown (None: just close the streams).
+    sse_shutdown_event: bytes | None = encode_event(
+        {"reason": "server shutting down"}, event="shutdown", retry=3000
+    )
+    #: Seconds ``stop()`` waits for requests and streams before cutting them.
+    shutdown_timeout: float = 10.0
+    access_log: bool = True
+    #: Value of the ``Server`` header, or None to send none.
+    server_header: str | None = None
+    backlog: int = 2048
+
+
+class _StreamDoneError(Exception):
+    """Thrown into a connection greenlet parked in ``recv`` when its stream has ended."""
+
+
+# PERF: formatting the Date header costs ~5 us; it only changes once a second.
+_date_cache: list[Any] = [0, b""]
+
+
+def _date_header() -> bytes:
+    now = int(time.time())
+    if now != _date_cache[0]:
+        _date_cache[0] = now
+        _date_cache[1] = formatdate(now, usegmt=True).encode()
+    return _date_cache[1]  # type: ignore[no-any-return]
+
+
+def _simple_response(status: int, message: str, extra: list[tuple[bytes, bytes]] = ()) -> bytes:  # type: ignore[assignment]
+    """A complete HTTP/1.1 error response, for when no driver can frame one."""
+    body = json_dumps(HTTPError(status, message).to_json())
+    head = [
+        f"HTTP/1.1 {status} {HTTPError(status).status_text}".encode(),
+        b"content-type: application/json",
+        b"content-length: " + str(len(body)).encode(),
+        b"connection: close",
+        *(name + b": " + value for name, value in extra),
+    ]
+    return b"\r\n".join(head) + b"\r\n\r\n" + body
+
+
+_OVERLOADED: Final = _simple_response(503, "server is at its connection limit", [(b"retry-after", b"1")])
+
+
+class _ConnectionBody:
+    """Streams the request body from the socket when the handler asks for it."""
+
+    __slots__ = ("_conn", "_continue_pending", "_done")
+
+    def __init__(self, conn: Connection, expects_continue: bool) -> None:
+        self._conn = conn
+        self._continue_pending = expects_continue
+        self._done = False
+
+    def read(self) -> bytes:
+        if self._done:
+            return b""
+        conn = self._conn
+        driver = conn.driver
+        while True:
+            try:
+                event = driver.next_event()
+            except ProtocolError as exc:
+                raise HTTPError(exc.status, exc.message) from None
+            if type(event) is Body:
+                return event.data
+            if type(event) is EndOfBody:
+                self._done = True
+                return b""
+            if event is NEED_DATA:
+                if self._continue_pending:
+                    # RFC 9110 §10.1.1: the 100 goes out only once the body is wanted, so a
+                    # handler that rejects the request spares the client the upload.
+                    self._continue_pending = False
+                    conn.send(driver.informational(100), conn.config.write_timeout)
+                data = conn.recv(conn.config.body_timeout, "request body")
+                driver.receive_data(data)
+                if not data:
+                    raise HTTPError(400, "client closed the connection before the body was complete")
+            else:  # ClientClosed or PAUSED cannot happen before EndOfBody
+                raise HTTPError(400, "incomplete request body")  # pragma: no cover
+
+
+class _StreamTransport:
+    """An ``SSEWriter``'s way to the socket: chunk framing, a write lock, timeouts."""
+
+    __slots__ = ("_conn", "_lock")
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        # Heartbeats come from the connection greenlet, events from the callback's: the
+        # lock keeps their writes from interleaving on the socket.
+        self._lock = gevent.lock.Semaphore()
+
+    def send(self, payload: bytes) -> None:
+        conn = self._conn
+        timeout = conn.config.sse_send_timeout or None
+        if not self._lock.acquire(timeout=timeout):
+            conn.wake()
+            raise BackpressureDetected("the client is not reading; the stream was dropped")
+        try:
+            if conn.closed:
+                raise ConnectionLost("the client disconnected")
+            data = conn.driver.body(payload)
+            sock = conn.sock
+            sock.settimeout(timeout)
+            sock.sendall(data)
+        except TimeoutError:
+            conn.abort()
+            raise BackpressureDetected(
+                f"the client read nothing for {timeout} s; the stream was dropped"
+            ) from None
+        except OSError:
+            conn.abort()
+            raise ConnectionLost("the client disconnected") from None
+        finally:
+            self._lock.release()
+
+    def finish(self) -> None:
+        conn = self._conn
+        try:
+            if not conn.closed:
+                with self._lock:
+                    conn.sock.settimeout(conn.config.sse_send_timeout or None)
+                    conn.sock.sendall(conn.driver.end())
+        except OSError:
+            conn.abort()
+        finally:
+            conn.wake()
+
+
+class Connection:
+    """One client connection: the request/response loop and, for SSE, the stream watch."""
+
+    __slots__ = (
+        "_parked",
+        "_wake_pending",
+        "addr",
+        "app",
+        "closed",
+        "config",
+        "driver",
+        "greenlet",
+        "idle",
+        "registry",
+        "sock",
+        "stream",
+        "stream_greenlet",
+    )
+
+    def __init__(
+        self,
+        sock: Any,
+        addr: Any,
+        app: H3,
+        config: Config,
+        registry: set[Connection] | None = None,
+    ) -> None:
+        self.sock = sock
+        self.addr = addr
+        self.app = app
+        self.config = config
+        self.registry = registry
+        self.driver = Driver(
+            max_request_line=config.max_request_line,
+            max_header_bytes=config.max_header_bytes,
+            max_header_count=config.max_header_count,
+        )
+        self.greenlet: Any = None
+        self.closed = False
+        self.idle = True
+        self.stream: SSEWriter | None = None
+        self.stream_greenlet: gevent.Greenlet | None = None
+        self._parked = False
+        self._wake_pending = False
+
+    # -- socket I/O ----------------------------------------------------------------------
+
+    def recv(self, timeout: float | None, what: str) -> bytes:
+        self.sock.settimeout(timeout)
+        try:
+            return self.sock.recv(_RECV_SIZE)  # type: ignore[no-any-return]
+        except TimeoutError:
+            raise HTTPError(408, f"timed out reading the {what}") from None
+        except OSError:
+            return b""
+
+    def send(self, data: bytes, timeout: float | None) -> None:
+        sock = self.sock
+        sock.settimeout(timeout)
+        sock.sendall(data)
+
+    # -- the request loop ----------------------------------------------------------------
+
+    def run(self) -> None:
+        """Serve requests until the client leaves, an error closes, or the server stops."""
+        self.greenlet = gevent.getcurrent()
+        registry = self.registry
+        if registry is not None:
+            registry.add(self)
+        try:
+            self._serve()
+        except (OSError, _StreamDoneError):
+            pass
+        finally:
+            self.close()
+            if registry is not None:
+                registry.discard(self)
+
+    def _serve(self) -> None:
+        driver = self.driver
+        config = self.config
+        while True:
+            try:
+                head = self._read_head()
+            except ProtocolError as exc:
+                self._reject(exc.status, exc.message)
+                return
+            except HTTPError as exc:  # head-read timeout
+                if exc.status == 408 and self.driver.trailing_data[0]:
+                    self._reject(408, exc.message)
+                return
+            if head is None:
+                return
+            self.idle = False
+            event = H3Event(
+                head.method,
+                head.target,
+                Headers.from_raw(head.headers),
+                http_version=head.http_version,
+                remote_addr=self.addr[0] if self.addr else None,
+                body=_ConnectionBody(self, head.expects_continue),
+                max_body_size=config.max_body_size,
+            )
+            response = self.app.handle(event)
+            if not self._send_response(event, response):
+                return
+            if not self._finish_cycle():
+                return
+            driver.start_next_cycle()
+            self.idle = True
+
+    def _read_head(self) -> RequestHead | None:
+        """The next request head, or None when the client closed between requests."""
+        driver = self.driver
+        deadline = None
+        while True:
+            event = driver.next_event()
+            if type(event) is RequestHead:
+                return event
+            if type(event) is ClientClosed:
+                return None
+            if event is not NEED_DATA:  # pragma: no cover - nothing else precedes a head
+                raise ProtocolError(400, f"unexpected {event!r}")
+            if deadline is None and not driver.trailing_data[0]:
+                # Between requests: the keep-alive idle limit applies until the first byte.
+                data = self._recv_idle()
+                if not data:
+                    return None
+            else:
+                if deadline is None:
+                    deadline = time.monotonic() + self.config.header_timeout
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise HTTPError(408, "timed out reading the request head")
+                data = self.recv(remaining, "request head")
+            if deadline is None:
+                deadline = time.monotonic() + self.config.header_timeout
+            driver.receive_data(data)
+
+    def _recv_idle(self) -> bytes:
+        try:
+            return self.recv(self.config.keepalive_timeout or None, "next request")
+        except HTTPError:
+            return b""
+
+    def _reject(self, status: int, message: str) -> None:
+        """Answer a request the client got wrong, then let the connection close."""
+        try:
+            body = json_dumps(HTTPError(status, message).to_json())
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ]
+            driver = self.driver
+            data = driver.head(status, headers) + driver.body(body) + driver.end()
+        except Exception:
+            # h11 cannot frame a response in this state (say, mid-body); use our own.
+            data = _simple_response(status, message)
+        try:
+            self.send(data, self.config.write_timeout)
+        except OSError:
+            pass
+        self._log_access(None, status, 0)
+
+    def _finish_cycle(self) -> bool:
+        """After a response: may this connection carry another request?"""
+        driver = self.driver
+        if not driver.request_done:
+            # The handler did not read the whole body: drain a little so the next request
+            # can be parsed; a large remainder is cheaper to drop with the connection.
+            drained = 0
+            try:
+                while not driver.request_done:
+                    event = driver.next_event()
+                    if event is NEED_DATA:
+                        data = self.recv(self.config.body_timeout, "request body")
+                        if not data:
+                            return False
+                        drained += len(data)
+                        if drained > self.config.max_drain_bytes:
+                            return False
+                        driver.receive_data(data)
+                    elif type(event) is ClientClosed:
+                        return False
+            except (ProtocolError, HTTPError):
+                return False
+        return driver.can_reuse and not self.closed and not getattr(self.registry, "closing", False)
+
+    # -- responses -----------------------------------------------------------------------
+
+    def _wire_headers(self, response: Response) -> list[tuple[bytes, bytes]]:
+        headers = [
+            (name.encode("latin-1"), value.encode("latin-1"))
+            for name, value in response.headers._items
+            if name not in _FRAMING_HEADERS
+        ]
+        headers.append((b"date", _date_header()))
+        if self.config.server_header:
+            headers.append((b"server", self.config.server_header.encode("latin-1")))
+        if getattr(self.registry, "closing", False):
+            headers.append((b"connection", b"close"))
+        return headers
+
+    def _send_response(self, event: H3Event, response: Response) -> bool:
+        """Write *response*; False when the connection must close at once."""
+        if self.driver.response_started:  # pragma: no cover - defensive
+            return False
+        status = response.status
+        headers = self._wire_headers(response)
+        driver = self.driver
+        body = response.body
+        if isinstance(response, SSEResponse):
+            return self._run_stream(event, response, headers)
+        timeout = self.config.write_timeout
+        try:
+            if type(body) is bytes:
+                no_body = status in _NO_BODY_STATUSES or status < 200
+                if not no_body:
+                    headers.append((b"content-length", str(len(body)).encode()))
+                if no_body or event.method == "HEAD":
+                    data = driver.head(status, headers) + driver.end()
+                else:
+                    # One sendall for head and body: see the module docstring.
+                    data = driver.head(status, headers) + driver.body(body) + driver.end()
+                event._head_sent = True
+                self.send(data, timeout)
+                self._log_access(event, status, len(body))
+                return True
+            assert not isinstance(body, bytes)
+            return self._send_streamed(event, status, headers, body, timeout)
+        except OSError:
+            driver.send_failed()
+            self._log_access(event, status, 0)
+            return False
+
+    def _send_streamed(
+        self,
+        event: H3Event,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        body: Iterable[bytes],
+        timeout: float,
+    ) -> bool:
+        driver = self.driver
+        sent = 0
+        try:
+            iterator = iter(body)
+            # Hold the head back until the first piece exists: an iterable that fails
+            # at once still gets a proper 500 instead of a truncated 200.
+            first = b"" if event.method == "HEAD" else next(iterator, b"")
+        except Exception:
+            logger.exception("streamed response body of %s %s failed", event.method, event.target)
+            _close_iterable(body)
+            response = error_response(None, self.app.debug)
+            return self._send_response(event, response)
+        try:
+            data = driver.head(status, headers)
+            event._head_sent = True
+            if first:
+                data += driver.body(first)
+                sent += len(first)
+                self.send(data, timeout)
+                for piece in iterator:
+                    if piece:
+                        sent += len(piece)
+                        self.send(driver.body(piece), timeout)
+                data = b""
+            self.send(data + driver.end(), timeout)
+        except OSError:
+            driver.send_failed()
+            return False
+        except Exception:
+            # The head is on the wire: the only honest signal left is an incomplete body.
+            logger.exception("streamed response body of %s %s failed", event.method, event.target)
+            driver.send_failed()
+            return False
+        finally:
+            _close_iterable(body)
+            self._log_access(event, status, sent)
+        return True
+
+    # -- Server-Sent Events --------------------------------------------------------------
+
+    def _run_stream(self, event: H3Event, response: SSEResponse, headers: list[tuple[bytes, bytes]]) -> bool:
+        driver = self.driver
+        try:
+            self.send(driver.head(response.status, headers), self.config.write_timeout)
+        except OSError:
+            driver.send_failed()
+            return False
+        event._head_sent = True
+        self._log_access(event, response.status, 0)
+        writer = SSEWriter(_StreamTransport(self), event)
+        self.stream = writer
+        try:
+            if response.callback is None or event.method == "HEAD":
+                writer.close()
+            else:
+                greenlet = self.stream_greenlet = spawn_stream(response.callback, writer)
+                greenlet.rawlink(lambda _: self.wake())
+                heartbeat = response.heartbeat
+                self._watch_stream(writer, self.config.sse_heartbeat if heartbeat is None else heartbeat)
+        finally:
+            self._end_stream(writer)
+        return not self.closed
+
+    def _watch_stream(self, writer: SSEWriter, heartbeat: float) -> None:
+        """Park in ``recv`` while the callback streams: EOF, heartbeat, or a wake-up."""
+        driver = self.driver
+        sock = self.sock
+        stream_greenlet = self.stream_greenlet
+        assert stream_greenlet is not None
+        while writer.is_active and not stream_greenlet.dead and not self.closed:
+            timeout = None
+            if heartbeat > 0:
+                timeout = max(0.0, writer.last_activity + heartbeat - time.monotonic())
+            self._parked = True
+            try:
+                sock.settimeout(timeout)
+                data = sock.recv(_RECV_SIZE)
+            except _StreamDoneError:
+                continue
+            except TimeoutError:
+                if time.monotonic() - writer.last_activity >= heartbeat:
+                    try:
+                        writer.send_comment("")
+                    except SSEError:
+                        return
+                continue
+            except OSError:
+                data = b""
+            finally:
+                self._parked = False
+            if not data:
+                self.closed = True
+                writer.connection_lost()
+                return
+            # The client may pipeline its next request; keep it, within the head limit.
+            driver.receive_data(data)
+            if len(driver.trailing_data[0]) > self.config.max_header_bytes:
+                self.abort()
+                return
+
+    def wake(self) -> None:
+        """Get the connection greenlet out of its ``recv`` (the stream has ended)."""
+        if self._parked and not self._wake_pending:
+            self._wake_pending = True
+            gevent.get_hub().loop.run_callback(self._throw_done)
+
+    def _throw_done(self) -> None:
+        self._wake_pending = False
+        if self._parked and self.greenlet is not None:
+            self.greenlet.throw(_StreamDoneError)
+
+    def _end_stream(self, writer: SSEWriter) -> None:
+        greenlet = self.stream_greenlet
+        if writer.is_active and self.closed:
+            writer.connection_lost()
+        if greenlet is not None and not greenlet.dead:
+            # GreenletExit runs the callback's finally/with blocks now, even mid-sleep.
+            greenlet.kill(block=True, timeout=_CLOSE_TIMEOUT)
+        writer.close()
+        self.stream = None
+        self.stream_greenlet = None
+
+    def end_stream_for_shutdown(self) -> None:
+        """Send the stream its final event and close it (graceful shutdown)."""
+        writer = self.stream
+        if writer is None or not writer.is_active:
+            return
+        final = self.config.sse_shutdown_event
+        if final:
+            try:
+                writer.send_raw(final)
+            except SSEError:
+                return
+        writer.close()
+
+    # -- closing -------------------------------------------------------------------------
+
+    def abort(self) -> None:
+        """The connection is unusable (reset, slow reader): close it and wake the watcher."""
+        self.driver.send_failed()
+        self.close()
+        self.wake()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        writer = self.stream
+        if writer is not None:
+            writer.connection_lost()
+        try:
+            self.sock.close()
+        except OSError:  # pragma: no cover
+            pass
+
+    # -- logging -------------------------------------------------------------------------
+
+    def _log_access(self, event: H3Event | None, status: int, length: int) -> None:
+        if self.config.access_log and access_logger.isEnabledFor(logging.INFO):
+            remote = self.addr[0] if self.addr else "-"
+            if event is None:
+                access_logger.info('%s - "-" %d -', remote, status)
+            else:
+                access_logger.info(
+                    '%s - "%s %s HTTP/%s" %d %d',
+                    remote,
+                    event.method,
+                    event.target,
+                    event.http_version,
+                    status,
+                    length,
+                )
+
+
+def _close_iterable(body: object) -> None:
+    close = getattr(body, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:
+            logger.exception("closing a response body failed")
+
+
+class _Registry(set[Connection]):
+    """The open connections of one server, and whether it is shutting down."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closing = False
+        self.emptied = gevent.event.Event()
+
+    def discard(self, conn: object) -> None:
+        super().discard(conn)
+        if not self:
+            self.emptied.set()
+
+
+class Server:
+    """An h3green server: ``Server(app, port=0).start()``, later ``.stop(timeout)``.
+
+    Keyword options are the fields of ``Config``. ``port=0`` picks a free port; read the
+    real one from ``.address``. Pass ``listener`` (a bound, listening socket) to serve on
+    a socket made elsewhere.
+    """
+
+    def __init__(
+        self,
+        app: H3,
+        host: str = "127.0.0.1",
+        port: int = 3000,
+        *,
+        listener: socket.socket | None = None,
+        **options: Any,
+    ) -> None:
+        if not isinstance(app, H3):
+            raise TypeError(f"Server serves an H3 app, got {app!r}; mount WSGI apps with app.mount()")
+        self.app = app
+        self.config = Config(**options)
+        self.connections = _Registry()
+        self._stopped = gevent.event.Event()
+        self._overflow = 0
+        self._server = StreamServer(
+            listener if listener is not None else (host, port),
+            self._handle,
+            backlog=self.config.backlog,
+        )
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The ``(host, port)`` the server listens on."""
+        return self._server.address[:2]  # type: ignore[no-any-return]
+
+    def start(self) -> None:
+        """Start accepting in the background (returns at once)."""
+        if not gevent.monkey.is_module_patched("socket") or not gevent.monkey.is_module_patched("time"):
+            logger.warning(
+                "gevent monkey patching is not active: blocking calls will stall every client "
+                "(run gevent.monkey.patch_all() first, or use python -m h3green)"
+            )
+        self.app.freeze()
+        self._server.start()
+        host, port = self.address
+        logger.info("h3green listening on http://%s:%d", host, port)
+
+    def serve_forever(self) -> None:
+        """Start (unless started) and block until ``stop()`` completes."""
+        if not self._server.started:
+            self.start()
+        self._stopped.wait()
+
+    def _handle(self, sock: socket.socket, addr: Any) -> None:
+        if len(self.connections) >= self.config.max_connections:
+            self._refuse(sock)
+            return
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:  # pragma: no cover - not TCP (a UNIX socket)
+            pass
+        Connection(sock, addr, self.app, self.config, self.connections).run()
+
+    def _refuse(self, sock: socket.socket) -> None:
+        """Past ``max_connections``: a quick 503 rather than a wait in the backlog."""
+        if self._overflow >= self.config.max_connections:
+            sock.close()
+            return
+        self._overflow += 1
+        try:
+            sock.settimeout(1.0)
+            sock.sendall(_OVERLOADED)
+            sock.shutdown(socket.SHUT_WR)
+            # Read what the client sent, so closing does not reset the connection and
+            # destroy the 503 before the client reads it.
+            while sock.recv(_RECV_SIZE):
+                pass
+        except OSError:
+            pass
+        finally:
+            self._overflow -= 1
+            sock.close()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Graceful shutdown: stop accepting, close idle connections, end streams with
+        their final event, let requests in flight finish, and cut what remains after
+        *timeout* seconds (``shutdown_timeout`` by default)."""
+        if timeout is None:
+            timeout = self.config.shutdown_timeout
+        connections = self.connections
+        connections.closing = True
+        logger.info("h3green shutting down: %d open connection(s)", len(connections))
+        self._server.close()
+        deadline = time.monotonic() + timeout
+        streams = 0
+        for conn in list(connections):
+            if conn.stream is not None:
+                streams += 1
+                conn.end_stream_for_shutdown()
+            elif conn.idle and conn.greenlet is not None:
+                conn.greenlet.kill(block=False)
+        if streams:
+            logger.info("h3green sent the shutdown event to %d stream(s)", streams)
+        if connections:
+            connections.emptied.clear()
+            if connections:
+                connections.emptied.wait(max(0.0, deadline - time.monotonic()))
+        if connections:
+            logger.warning(
+                "h3green cutting %d connection(s) still open after %.1f s", len(connections), timeout
+            )
+            for conn in list(connections):
+                if conn.greenlet is not None:
+                    conn.greenlet.kill(block=False)
+            gevent.sleep(0)
+        self._stopped.set()
+        logger.info("h3green stopped")
+
+
+def serve(app: H3, host: str = "127.0.0.1", port: int = 3000, **options: Any) -> None:
+    """Serve *app* until SIGINT or SIGTERM, then shut down gracefully."""
+    server = Server(app, host, port, **options)
+    server.start()
+
+    def on_signal() -> None:
+        gevent.spawn(server.stop)
+
+    handlers: list[Callable[[], Any]] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        handlers.append(gevent.signal_handler(signum, on_signal))
+    try:
+        server.serve_forever()
+    finally:
+        for handler in handlers:
+            handler.cancel()  # type: ignore[attr-defined]
