@@ -13,6 +13,16 @@
     serve(app, port=3000)
 """
 
+import sys as _sys
+
+# ``python -m h3green`` imports this package before its __main__ runs: patch gevent now,
+# before anything below imports socket, ssl or threading (sys.argv[0] is "-m" only while
+# the interpreter is still locating the main module).
+if _sys.argv[:1] == ["-m"] and _sys.orig_argv[_sys.orig_argv.index("-m") + 1 :][:1] == ["h3green"]:
+    from gevent import monkey as _monkey
+
+    _monkey.patch_all()
+
 from .app import H3 as H3
 from .datastructures import Headers as Headers
 from .datastructures import QueryParams as QueryParams

@@ -1,0 +1,131 @@
+"""Command line: ``python -m h3green module:app [--host H] [--port P] [options]``.
+
+gevent's monkey patching has already happened when this module runs: ``h3green/__init__``
+patches first when it is being imported on the way to ``python -m h3green``, before
+anything else imports ``socket`` or ``threading``. Every field of ``h3green.server.Config``
+is also a flag (``--max-body-size 2097152``, ``--sse-heartbeat 30``...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import importlib.util
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .app import H3
+from .server import Config, serve
+
+__all__ = ["load_app", "main"]
+
+_FLAG_TYPES: dict[str, Any] = {"int": int, "float": float, "str | None": str}
+_SKIPPED_FIELDS = {"access_log", "sse_shutdown_event"}
+
+
+class AppLoadError(Exception):
+    """The ``module:app`` argument does not name an H3 app."""
+
+
+def load_app(spec: str) -> H3:
+    """Import ``package.module:attr`` or ``path/to/file.py:attr`` (attr defaults to ``app``)."""
+    module_name, _, attr = spec.partition(":")
+    attr = attr or "app"
+    if not module_name:
+        raise AppLoadError(f"invalid app {spec!r}: expected module:app or path/to/file.py:app")
+    try:
+        if module_name.endswith(".py") or os.sep in module_name:
+            path = os.path.abspath(module_name)
+            if not os.path.isfile(path):
+                raise AppLoadError(f"no such file: {module_name}")
+            sys.path.insert(0, os.path.dirname(path))
+            name = os.path.splitext(os.path.basename(path))[0]
+            file_spec = importlib.util.spec_from_file_location(name, path)
+            assert file_spec is not None and file_spec.loader is not None
+            module = importlib.util.module_from_spec(file_spec)
+            sys.modules[name] = module
+            file_spec.loader.exec_module(module)
+        else:
+            if "" not in sys.path and os.getcwd() not in sys.path:
+                sys.path.insert(0, os.getcwd())
+            module = importlib.import_module(module_name)
+    except AppLoadError:
+        raise
+    except ModuleNotFoundError as exc:
+        raise AppLoadError(f"cannot import {module_name!r}: {exc}") from None
+    except Exception as exc:
+        raise AppLoadError(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
+    try:
+        app = getattr(module, attr)
+    except AttributeError:
+        raise AppLoadError(f"module {module_name!r} has no attribute {attr!r}") from None
+    if not isinstance(app, H3):
+        raise AppLoadError(f"{spec!r} is a {type(app).__name__}, not an h3green.H3 app")
+    return app
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m h3green",
+        description="Serve an h3green app (gevent monkey patching is applied first).",
+    )
+    parser.add_argument("app", help="the app to serve: module:app or path/to/file.py:app")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=3000, help="port to bind (default 3000, 0 for any)")
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="logging level (default info)",
+    )
+    parser.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="log each request on logger h3green.access (default on)",
+    )
+    limits = parser.add_argument_group("server limits (see h3green.server.Config)")
+    for field in dataclasses.fields(Config):
+        if field.name in _SKIPPED_FIELDS:
+            continue
+        kind = _FLAG_TYPES[str(field.type)]
+        limits.add_argument(
+            "--" + field.name.replace("_", "-"),
+            type=kind,
+            default=None,
+            metavar=kind.__name__.upper(),
+            help=f"default {field.default!r}",
+        )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        app = load_app(args.app)
+    except AppLoadError as exc:
+        print(f"h3green: error: {exc}", file=sys.stderr)
+        return 2
+    options = {
+        field.name: getattr(args, field.name)
+        for field in dataclasses.fields(Config)
+        if field.name not in _SKIPPED_FIELDS and getattr(args, field.name) is not None
+    }
+    try:
+        serve(app, args.host, args.port, access_log=args.access_log, **options)
+    except OSError as exc:
+        print(f"h3green: error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
