@@ -122,7 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         serve(app, args.host, args.port, access_log=args.access_log, **options)
     except OSError as exc:
-        print(f"h3green: error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        print(
+            f"h3green: error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
