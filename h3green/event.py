@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .datastructures import Headers, QueryParams
 from .errors import HTTPError, ResponseAlreadySent, SSEAlreadyStarted
+from .response import check_status
 
 if TYPE_CHECKING:
     from .sse import SSEWriter
@@ -224,8 +225,7 @@ class H3Event:
 
     def set_status(self, status: int) -> None:
         self._check_not_sent()
-        if not 100 <= status <= 999:
-            raise ValueError(f"invalid status code {status}")
+        check_status(status)
         self.res.status = status
 
     # -- Server-Sent Events --------------------------------------------------------------

@@ -47,20 +47,59 @@ OCTET = "application/octet-stream"
 
 Body = bytes | Iterable[bytes]
 
+NO_BODY_STATUSES = frozenset({204, 304})
+
+
+def check_status(status: int) -> None:
+    """Refuse a status that cannot end a response.
+
+    1xx codes are interim (RFC 9110 §15.2): the server sends ``100 Continue`` itself, and
+    a handler's answer must be final, so only 200-999 is accepted.
+    """
+    if not 200 <= status <= 999:
+        raise ValueError(f"invalid status code {status}: a response needs a final status, 200-999")
+
+
+def _close(body: object) -> None:
+    close = getattr(body, "close", None)
+    if close is not None:
+        close()
+
 
 def json_dumps(value: Any) -> bytes:
     """Compact UTF-8 JSON, as h3green writes it everywhere."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _iter_encoded(items: Iterable[Any]) -> Iterator[bytes]:
-    for item in items:
+class _EncodedStream:
+    """The pieces of a streamed body as bytes; ``close()`` reaches the handler's iterable.
+
+    A plain wrapping generator would not do: closing one that never started does not run
+    its ``finally``, so the handler's generator (and what it holds open) would stay
+    suspended until garbage collection.
+    """
+
+    __slots__ = ("_items", "_source")
+
+    def __init__(self, source: Iterable[Any]) -> None:
+        self._source = source
+        self._items: Iterator[Any] | None = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        if self._items is None:
+            self._items = iter(self._source)
+        item = next(self._items)
         if isinstance(item, str):
-            yield item.encode()
-        elif isinstance(item, bytes | bytearray | memoryview):
-            yield bytes(item)
-        else:
-            raise TypeError(f"streamed body items must be str or bytes, got {type(item).__name__}")
+            return item.encode()
+        if isinstance(item, bytes | bytearray | memoryview):
+            return bytes(item)
+        raise TypeError(f"streamed body items must be str or bytes, got {type(item).__name__}")
+
+    def close(self) -> None:
+        _close(self._source)
 
 
 def _encode(value: Any) -> tuple[Body, str | None]:
@@ -76,7 +115,7 @@ def _encode(value: Any) -> tuple[Body, str | None]:
     if isinstance(value, dict | list | tuple | int | float | bool):
         return json_dumps(value), JSON
     if isinstance(value, Iterable):
-        return _iter_encoded(value), OCTET
+        return _EncodedStream(value), OCTET
     raise TypeError(f"cannot turn a {type(value).__name__} into a response body")
 
 
@@ -96,11 +135,15 @@ class Response:
         headers: HeadersInit = None,
         media_type: str | None = None,
     ) -> None:
-        if not 100 <= status <= 999:
-            raise ValueError(f"invalid status code {status}")
+        check_status(status)
         self.status = status
         self.headers = headers if isinstance(headers, Headers) else Headers(headers)
         self.body, default_type = _encode(body)
+        if status in NO_BODY_STATUSES and type(self.body) is not bytes:
+            # RFC 9110 §15.3.5/§15.4.5: 204 and 304 end at the head; a stream would have
+            # nowhere to go, so release it now rather than leave its generator suspended.
+            _close(self.body)
+            self.body = b""
         media_type = media_type or default_type
         if media_type is not None and "content-type" not in self.headers:
             self.headers.set("content-type", media_type)

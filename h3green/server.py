@@ -468,6 +468,9 @@ class Connection:
             # Hold the head back until the first piece exists: an iterable that fails
             # at once still gets a proper 500 instead of a truncated 200.
             first = b"" if event.method == "HEAD" else next(iterator, b"")
+        except HTTPError as exc:
+            _close_iterable(body)
+            return self._send_response(event, error_response(exc))
         except Exception:
             logger.exception("streamed response body of %s %s failed", event.method, event.target)
             _close_iterable(body)
