@@ -216,12 +216,17 @@ class _StreamTransport:
         finally:
             conn.wake()
 
+    def abort(self) -> None:
+        # Closing the socket also fails any write blocked on it, in whichever greenlet.
+        self._conn.abort()
+
 
 class Connection:
     """One client connection: the request/response loop and, for SSE, the stream watch."""
 
     __slots__ = (
         "_parked",
+        "_stream_shutdown",
         "_wake_pending",
         "addr",
         "app",
@@ -261,6 +266,7 @@ class Connection:
         self.stream_greenlet: gevent.Greenlet | None = None
         self._parked = False
         self._wake_pending = False
+        self._stream_shutdown = False
 
     # -- socket I/O ----------------------------------------------------------------------
 
@@ -534,6 +540,9 @@ class Connection:
         stream_greenlet = self.stream_greenlet
         assert stream_greenlet is not None
         while writer.is_active and not stream_greenlet.dead and not self.closed:
+            if self._stream_shutdown:
+                self._send_shutdown_event(writer)
+                return
             timeout = None
             if heartbeat > 0:
                 timeout = max(0.0, writer.last_activity + heartbeat - time.monotonic())
@@ -555,8 +564,9 @@ class Connection:
             finally:
                 self._parked = False
             if not data:
-                self.closed = True
-                writer.connection_lost()
+                # EOF or reset: the hooks run and the socket closes now; the callback
+                # greenlet is killed next, in _end_stream.
+                self.close()
                 return
             # The client may pipeline its next request; keep it, within the head limit.
             driver.receive_data(data)
@@ -587,17 +597,25 @@ class Connection:
         self.stream_greenlet = None
 
     def end_stream_for_shutdown(self) -> None:
-        """Send the stream its final event and close it (graceful shutdown)."""
-        writer = self.stream
-        if writer is None or not writer.is_active:
-            return
+        """Ask the stream to send its final event and close (graceful shutdown).
+
+        Never blocks: the connection's own greenlet does the sending, so one client that
+        does not read cannot hold up the shutdown of the others.
+        """
+        if self.stream is not None:
+            self._stream_shutdown = True
+            self.wake()
+
+    def _send_shutdown_event(self, writer: SSEWriter) -> None:
         final = self.config.sse_shutdown_event
         if final:
             try:
                 writer.send_raw(final)
             except SSEError:
                 return
-        writer.close()
+        # No switch between the final event and this: nothing the callback sends can
+        # follow it; its later writes raise ConnectionLost.
+        writer.shutdown()
 
     # -- closing -------------------------------------------------------------------------
 

@@ -10,6 +10,12 @@ reading the socket, so a client that leaves is noticed at once: the writer turns
 inactive, ``on_close`` hooks run and the callback greenlet is killed. When the callback
 returns, h3green closes the writer for it, so no stream outlives its code.
 
+``Channel`` fans one published event out to many streams. Publishing never waits for a
+subscriber: the event is encoded once, appended to each subscriber's bounded queue and
+the subscriber's greenlet (the one inside ``channel.listen(writer)``) is woken to write it.
+A subscriber whose queue is full is too slow for everyone else: its connection is dropped
+(``BackpressureDetected``) rather than waited for or buffered without bound.
+
 Encoding follows the WHATWG HTML "Server-sent events" section (9.2): every line of data
 becomes its own ``data: `` field (a single space after the colon, which parsers strip),
 lines are split on CR, LF and CRLF, an event ends with a blank line, and no BOM is sent.
@@ -21,10 +27,12 @@ import contextvars
 import logging
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import gevent
+import gevent.event
 
 from .errors import BackpressureDetected, ConnectionLost, SSEError, WriterClosed
 from .response import json_dumps
@@ -35,7 +43,10 @@ if TYPE_CHECKING:
     from .event import H3Event
 
 __all__ = [
+    "Channel",
     "EventStream",
+    "History",
+    "MemoryHistory",
     "SSEEvent",
     "SSEWriter",
     "StreamTransport",
@@ -139,12 +150,16 @@ class StreamTransport(Protocol):
     def finish(self) -> None:
         """End the response body cleanly (the chunked terminator)."""
 
+    # Optional: ``abort()`` drops the connection at once without waiting for the client
+    # (never blocks); ``SSEWriter.drop`` uses it when the transport has one.
 
-_OPEN, _CLOSED, _LOST, _BACKPRESSURE = range(4)
+
+_OPEN, _CLOSED, _LOST, _BACKPRESSURE, _SHUTDOWN = range(5)
 _STATE_ERRORS: dict[int, tuple[type[SSEError], str]] = {
     _CLOSED: (WriterClosed, "the SSE writer is closed"),
     _LOST: (ConnectionLost, "the client disconnected"),
     _BACKPRESSURE: (BackpressureDetected, "the client stopped reading and was dropped"),
+    _SHUTDOWN: (ConnectionLost, "the server is shutting down"),
 }
 
 
@@ -196,6 +211,9 @@ class SSEWriter:
         try:
             self._transport.send(payload)
         except ConnectionLost:
+            if self._state != _OPEN:
+                # Dropped (slow reader) or shut down while this write waited: say why.
+                self._raise_if_ended()
             self._end(_LOST)
             raise
         except BackpressureDetected:
@@ -229,9 +247,14 @@ class SSEWriter:
 
     def close(self) -> None:
         """End the stream (idempotent): the body is terminated and the hooks run."""
+        self._finish(_CLOSED)
+
+    def _finish(self, state: int) -> None:
         if self._state != _OPEN:
+            # Hooks a drop left pending run here, in the stream's own greenlets.
+            self._run_hooks()
             return
-        self._state = _CLOSED
+        self._state = state
         try:
             self._transport.finish()
         except SSEError:
@@ -247,6 +270,24 @@ class SSEWriter:
     def connection_lost(self) -> None:
         """Mark the client as gone (called by the server)."""
         self._end(_LOST)
+
+    def shutdown(self) -> None:
+        """End the stream because the server stops (called by the server, after the final
+        event): the body is terminated, and later writes raise ``ConnectionLost``."""
+        self._finish(_SHUTDOWN)
+
+    def drop(self) -> None:
+        """Drop a client too slow to keep up (called by publishers that cannot wait).
+
+        Never blocks: the connection is cut, writes raise ``BackpressureDetected`` from now
+        on, and the ``on_close`` hooks run later in the stream's own greenlets, not in the
+        caller's.
+        """
+        if self._state == _OPEN:
+            self._state = _BACKPRESSURE
+            abort = getattr(self._transport, "abort", None)
+            if abort is not None:
+                abort()
 
     def _run_hooks(self) -> None:
         hooks, self._close_hooks = self._close_hooks, []
@@ -316,3 +357,226 @@ def spawn_stream(callback: Callable[[SSEWriter], object], writer: SSEWriter) -> 
     """
     context = contextvars.copy_context()
     return gevent.spawn_later(0, context.run, _run_callback, callback, writer)
+
+
+class History(Protocol):
+    """Where a ``Channel`` keeps its recent events, for clients that reconnect.
+
+    ``MemoryHistory`` keeps them in this process; a store shared between processes
+    (Redis, say) implements the same three methods. Entries are encoded events in publish
+    order, each with the channel's sequence number and its id (None when it has none).
+    """
+
+    def append(self, seq: int, id: str | None, payload: bytes) -> None:
+        """Remember one event, forgetting the oldest ones beyond the store's bound."""
+
+    def since(self, last_id: str) -> list[bytes]:
+        """The events published after the one with id *last_id* that are still kept."""
+
+    def recent(self, count: int) -> list[bytes]:
+        """The last *count* events kept, oldest first."""
+
+
+class MemoryHistory:
+    """The last ``maxlen`` events of a channel, in memory.
+
+    An id the history no longer holds but that is a decimal number is taken as a sequence
+    number, which is what channel-assigned ids are: a client that was away for longer than
+    the history reaches back gets everything still kept, and one that comes back after a
+    restart (ids from before it) gets nothing twice.
+    """
+
+    __slots__ = ("_entries", "_ids", "maxlen")
+
+    def __init__(self, maxlen: int = 100) -> None:
+        if maxlen < 0:
+            raise ValueError(f"history length must be >= 0, got {maxlen}")
+        self.maxlen = maxlen
+        self._entries: deque[tuple[int, str | None, bytes]] = deque()
+        self._ids: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def append(self, seq: int, id: str | None, payload: bytes) -> None:
+        if not self.maxlen:
+            return
+        entries = self._entries
+        if len(entries) >= self.maxlen:
+            old_seq, old_id, _ = entries.popleft()
+            if old_id is not None and self._ids.get(old_id) == old_seq:
+                del self._ids[old_id]
+        entries.append((seq, id, payload))
+        if id is not None:
+            self._ids[id] = seq
+
+    def since(self, last_id: str) -> list[bytes]:
+        seq = self._ids.get(last_id)
+        if seq is None:
+            if not (last_id.isascii() and last_id.isdigit()):
+                return []
+            seq = int(last_id)
+        missed = []
+        for entry_seq, _, payload in reversed(self._entries):
+            if entry_seq <= seq:
+                break
+            missed.append(payload)
+        missed.reverse()
+        return missed
+
+    def recent(self, count: int) -> list[bytes]:
+        if count <= 0:
+            return []
+        return [payload for _, _, payload in list(self._entries)[-count:]]
+
+
+class _Subscriber:
+    __slots__ = ("dropped", "queue", "queued_bytes", "wakeup", "writer")
+
+    def __init__(self, writer: SSEWriter) -> None:
+        self.writer = writer
+        self.queue: deque[bytes] = deque()
+        self.queued_bytes = 0
+        self.dropped = False
+        self.wakeup = gevent.event.Event()
+
+
+class Channel:
+    """In-process fan-out of events to every stream listening to it.
+
+    ::
+
+        news = Channel()
+
+        def stream_news(writer):
+            news.listen(writer)          # blocks until this client's stream ends
+
+        news.publish({"title": "..."}, event="news")   # from any greenlet
+
+    ``publish`` encodes once and never waits: each subscriber has a queue bounded by
+    ``max_queue_events`` and ``max_queue_bytes``, and one whose queue is full is dropped
+    (its writer raises ``BackpressureDetected``). Events get monotonic ids (``"1"``,
+    ``"2"``...) unless ``auto_id`` is false or an id is given. The last ``history``
+    events are kept (or handed to *store*, any ``History``) so a client that reconnects
+    with ``Last-Event-ID`` first gets what it missed, then live events, none twice.
+    """
+
+    __slots__ = ("_seq", "_subscribers", "auto_id", "history", "max_queue_bytes", "max_queue_events")
+
+    def __init__(
+        self,
+        *,
+        history: int = 100,
+        max_queue_events: int = 256,
+        max_queue_bytes: int = 256 * 1024,
+        auto_id: bool = True,
+        store: History | None = None,
+    ) -> None:
+        if max_queue_events < 1 or max_queue_bytes < 1:
+            raise ValueError("a channel's subscriber queues need room for at least one event")
+        self.history: History = store if store is not None else MemoryHistory(history)
+        self.max_queue_events = max_queue_events
+        self.max_queue_bytes = max_queue_bytes
+        self.auto_id = auto_id
+        self._seq = 0
+        self._subscribers: set[_Subscriber] = set()
+
+    def __len__(self) -> int:
+        """The number of streams listening now."""
+        return len(self._subscribers)
+
+    def __repr__(self) -> str:
+        return f"<Channel subscribers={len(self._subscribers)} seq={self._seq}>"
+
+    def publish(
+        self,
+        data: Any,
+        *,
+        event: str | None = None,
+        id: str | None = None,
+        retry: int | None = None,
+        store: bool = True,
+    ) -> str | None:
+        """Send one event to every subscriber; returns its id.
+
+        ``store=False`` keeps the event out of the history (presence notices and other
+        news a reconnecting client has no use for).
+        """
+        seq = self._seq + 1
+        if id is None and self.auto_id:
+            id = str(seq)
+        payload = encode_event(data, event=event, id=id, retry=retry)
+        self._seq = seq
+        if store:
+            self.history.append(seq, id, payload)
+        size = len(payload)
+        max_events = self.max_queue_events
+        max_bytes = self.max_queue_bytes - size
+        slow = None
+        # PERF: the per-subscriber work is a few comparisons, a deque append and a wake-up
+        # for a subscriber that is waiting; no I/O, no encoding, no lock.
+        for sub in self._subscribers:
+            queue = sub.queue
+            if len(queue) >= max_events or sub.queued_bytes > max_bytes:
+                if slow is None:
+                    slow = [sub]
+                else:
+                    slow.append(sub)
+                continue
+            queue.append(payload)
+            sub.queued_bytes += size
+            wakeup = sub.wakeup
+            if not wakeup.is_set():
+                wakeup.set()
+        if slow is not None:
+            for sub in slow:
+                self._drop(sub)
+        return id
+
+    def _drop(self, sub: _Subscriber) -> None:
+        self._subscribers.discard(sub)
+        sub.dropped = True
+        sub.queue.clear()
+        sub.queued_bytes = 0
+        logger.info("SSE subscriber %r dropped: it fell %d events behind", sub.writer, self.max_queue_events)
+        sub.writer.drop()
+        sub.wakeup.set()
+
+    def listen(self, writer: SSEWriter, *, replay: int = 0) -> None:
+        """Subscribe *writer* and send it the channel's events until its stream ends.
+
+        Call it from the stream callback (it blocks there). A client that sent
+        ``Last-Event-ID`` first gets the events it missed that the history still holds;
+        otherwise the last *replay* events are sent first. Raises ``BackpressureDetected``
+        when the subscriber was dropped for falling behind.
+        """
+        if not writer.is_active:
+            return
+        sub = _Subscriber(writer)
+        if writer.last_event_id is not None:
+            backlog = self.history.since(writer.last_event_id)
+        else:
+            backlog = self.history.recent(replay)
+        # Subscribing right after reading the history, with no switch in between, is what
+        # makes the hand-over exact: every later event lands in the queue, none before it.
+        self._subscribers.add(sub)
+        wakeup = sub.wakeup
+        writer.on_close(wakeup.set)
+        queue = sub.queue
+        try:
+            for payload in backlog:
+                writer.send_raw(payload)
+            while True:
+                if queue:
+                    payload = queue.popleft()
+                    sub.queued_bytes -= len(payload)
+                    writer.send_raw(payload)
+                elif sub.dropped:
+                    raise BackpressureDetected("the client fell too far behind the channel and was dropped")
+                elif not writer.is_active:
+                    return
+                else:
+                    wakeup.clear()
+                    wakeup.wait()
+        finally:
+            self._subscribers.discard(sub)
