@@ -238,6 +238,10 @@ class _ClientConnection:
         self.sock.inbound.put(_EOF)
         self.server.join(timeout=5)
 
+    def abort(self) -> None:
+        self.sock.inbound.put(_EOF)
+        self.server.kill(block=True, timeout=5)
+
 
 class TestClient:
     """Call an app the way HTTP clients do, in-process: ``client.get("/path")``.
@@ -303,12 +307,18 @@ class TestClient:
             client.h11.send(request)
             client.h11.send(h11.Data(data=body)) if body else None
             client.h11.send(h11.EndOfMessage())
-        while True:
-            event = client.next_event(self.timeout)
-            if type(event) is h11.Response:
-                return client, event
-            if type(event) is not h11.InformationalResponse:  # pragma: no cover
-                raise RuntimeError(f"unexpected {event!r} from the app")
+        try:
+            while True:
+                event = client.next_event(self.timeout)
+                if type(event) is h11.Response:
+                    return client, event
+                if type(event) is not h11.InformationalResponse:  # pragma: no cover
+                    raise RuntimeError(f"unexpected {event!r} from the app")
+        except BaseException:
+            # No response (the app hung, or the framing broke): end the server side too,
+            # so a failed test leaves no greenlet behind.
+            client.abort()
+            raise
 
     def request(self, method: str, path: str, **kwargs: Any) -> TestResponse:
         """Send one request and read the whole response (``headers``, ``params``,
