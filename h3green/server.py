@@ -55,6 +55,8 @@ _RECV_SIZE: Final = 65536
 _NO_BODY_STATUSES: Final = frozenset({204, 304})
 # The server frames bodies itself; these from a handler would contradict it.
 _FRAMING_HEADERS: Final = frozenset({"content-length", "transfer-encoding"})
+# Error statuses that leave an unread request body unreadable or not worth draining.
+_UNREAD_BODY_CLOSES: Final = frozenset({400, 408, 413})
 _CLOSE_TIMEOUT: Final = 1.0  # how long a killed stream callback gets for its cleanup
 
 
@@ -423,7 +425,12 @@ class Connection:
         headers.append((b"date", _date_header()))
         if self.config.server_header:
             headers.append((b"server", self.config.server_header.encode("latin-1")))
-        if getattr(self.registry, "closing", False):
+        driver = self.driver
+        if getattr(self.registry, "closing", False) or (
+            not driver.request_done and (response.status in _UNREAD_BODY_CLOSES or driver.client_failed)
+        ):
+            # Tell the client before closing: a body we will not read (too large, too slow,
+            # malformed) ends the connection, as does shutdown.
             headers.append((b"connection", b"close"))
         return headers
 
@@ -529,6 +536,11 @@ class Connection:
                 greenlet.rawlink(lambda _: self.wake())
                 heartbeat = response.heartbeat
                 self._watch_stream(writer, self.config.sse_heartbeat if heartbeat is None else heartbeat)
+        except BaseException:
+            # Cut from outside (shutdown deadline passed): drop the socket first, so the
+            # callback's cleanup cannot block on a client that does not read.
+            self.abort()
+            raise
         finally:
             self._end_stream(writer)
         return not self.closed
@@ -706,7 +718,8 @@ class Server:
         self._server = StreamServer(
             listener if listener is not None else (host, port),
             self._handle,
-            backlog=self.config.backlog,
+            # A socket made elsewhere is already listening with its own backlog.
+            backlog=None if listener is not None else self.config.backlog,
         )
 
     @property

@@ -1,0 +1,399 @@
+"""Server guarantees for SSE over real sockets on 127.0.0.1: no stall, isolation,
+disconnect, slow readers, shutdown, and a real SSE client library (httpx-sse)."""
+
+from __future__ import annotations
+
+import logging
+import resource
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import gevent
+import gevent.event
+import httpx
+import httpx_sse
+import pytest
+from sse_live_helpers import RawClient, live_greenlets, wait_until
+
+from h3green import H3, BackpressureDetected, ConnectionLost, H3Event, Server, SSEWriter
+from h3green.sse import encode_event
+
+pytestmark = pytest.mark.live
+
+
+@pytest.fixture
+def serve_app() -> Iterator[Any]:
+    servers: list[Server] = []
+
+    def start(app: H3, **options: Any) -> Server:
+        server = Server(app, port=0, access_log=False, **options)
+        server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop(timeout=2)
+
+
+def in_thread(fn: Any, timeout: float = 10.0) -> Any:
+    """Run blocking (unpatched) client code in a real thread while the loop serves."""
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            result["value"] = fn()
+        except BaseException as exc:  # re-raised in the test's greenlet
+            result["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    wait_until(lambda: not thread.is_alive(), timeout, "the client thread")
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+def counter_app(interval: float, count: int = 10_000) -> H3:
+    app = H3()
+
+    @app.get("/ping")
+    def ping(event: H3Event) -> str:
+        return "pong"
+
+    def stream_counter(writer: SSEWriter) -> None:
+        with writer:
+            for n in range(count):
+                writer.send_event(str(n), event="counter", id=str(n))
+                gevent.sleep(interval)
+            writer.send_event("done", event="done")
+
+    @app.get("/events")
+    def counter_handler(event: H3Event) -> None:
+        event.start_sse()
+        event.set_stream_callback(stream_counter)
+
+    return app
+
+
+# -- 9: no stall ----------------------------------------------------------------------------
+
+
+def test_no_stall_500_streams_while_gets_answer(serve_app: Any) -> None:
+    streams = 500
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 4 * streams:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8 * streams), hard))
+    server = serve_app(counter_app(interval=0.05), sse_heartbeat=0)
+    received = [0] * streams
+    clients: list[RawClient] = []
+
+    def reader(index: int) -> None:
+        client = RawClient(server.address)
+        clients.append(client)
+        client.request("/events")
+        try:
+            for piece in client.body_pieces():
+                received[index] += piece.count(b"\n\n")
+        except OSError:
+            pass
+
+    readers = [gevent.spawn(reader, i) for i in range(streams)]
+    try:
+        wait_until(lambda: all(received), 10, "every stream's first event")
+        plain = RawClient(server.address)
+        latencies = []
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and len(latencies) < 400:
+            start = time.perf_counter()
+            status, body = plain.get("/ping")
+            latencies.append(time.perf_counter() - start)
+            assert (status, body) == (200, b"pong")
+            gevent.sleep(0.002)
+        plain.close()
+        before = sum(received)
+        gevent.sleep(0.2)
+        assert sum(received) > before + streams  # the streams kept flowing meanwhile
+    finally:
+        for client in clients:
+            client.close()
+        gevent.joinall(readers, timeout=5)
+    latencies.sort()
+    p50 = latencies[len(latencies) // 2] * 1000
+    p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
+    print(f"\nno-stall: {streams} streams, {len(latencies)} GETs, p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {latencies[-1] * 1000:.2f} ms, events {sum(received)}")
+    assert len(latencies) >= 100
+    assert p99 < 50
+    wait_until(lambda: not server.connections, 5, "the server's connections to close")
+
+
+# -- 10: isolation --------------------------------------------------------------------------
+
+
+def test_callback_exception_is_isolated(serve_app: Any, caplog: pytest.LogCaptureFixture) -> None:
+    app = counter_app(interval=0.01)
+
+    def broken(writer: SSEWriter) -> None:
+        writer.send_event("first")
+        raise ZeroDivisionError("callback bug")
+
+    @app.get("/broken")
+    def broken_handler(event: H3Event) -> None:
+        event.start_sse()
+        event.set_stream_callback(broken)
+
+    server = serve_app(app, sse_heartbeat=0)
+    healthy = RawClient(server.address)
+    healthy.request("/events")
+    healthy_events = healthy.events()
+    assert next(healthy_events).data == "0"
+    client = RawClient(server.address)
+    with caplog.at_level(logging.ERROR, "h3green"):
+        response = client.request("/broken")
+        assert response.status_code == 200
+        # The body ends with the chunked terminator: h11 sees a complete message.
+        assert [e.data for e in client.events()] == ["first"]
+        assert client.h11.their_state is h11_done()
+    # The connection is reused for the next request.
+    client.h11.start_next_cycle()
+    assert client.get("/ping") == (200, b"pong")
+    record = next(r for r in caplog.records if "stream callback" in r.getMessage())
+    assert record.exc_info is not None and record.exc_info[0] is ZeroDivisionError
+    # The other client never noticed.
+    ids = [int(next(healthy_events).id or 0) for _ in range(5)]
+    assert ids == sorted(ids) and ids[0] >= 1
+    client.close()
+    healthy.close()
+
+
+def h11_done() -> Any:
+    import h11
+
+    return h11.DONE
+
+
+# -- 11: disconnect -------------------------------------------------------------------------
+
+
+def test_disconnect_kills_sleeping_callback_fast_and_leaks_nothing(serve_app: Any) -> None:
+    clients_count = 20
+    app = H3()
+    records: list[dict[str, Any]] = []
+    all_started = gevent.event.Event()
+
+    def sleeper(writer: SSEWriter) -> None:
+        record: dict[str, Any] = {"writer": writer}
+        records.append(record)
+        writer.on_close(lambda: record.setdefault("on_close", time.monotonic()))
+        writer.on_close(lambda: record.__setitem__("hooks", record.get("hooks", 0) + 1))
+        writer.send_event("hello")
+        if len(records) == clients_count:
+            all_started.set()
+        try:
+            gevent.sleep(60)
+        except gevent.GreenletExit:
+            record["exit"] = True
+            raise
+        finally:
+            record["finally"] = time.monotonic()
+
+    @app.get("/sleep")
+    def handler(event: H3Event) -> None:
+        event.start_sse()
+        event.set_stream_callback(sleeper)
+
+    server = serve_app(app, sse_heartbeat=0)
+    baseline = live_greenlets()
+    clients = []
+    for _ in range(clients_count):
+        client = RawClient(server.address)
+        client.request("/sleep")
+        assert next(client.events()).data == "hello"
+        clients.append(client)
+    assert all_started.wait(5)
+    assert len(server.connections) == clients_count
+    assert live_greenlets() >= baseline + 2 * clients_count  # a connection and a callback each
+    closed_at = []
+    for client in clients:
+        closed_at.append(time.monotonic())
+        client.close()
+    wait_until(lambda: all("finally" in r for r in records), 2, "every callback's finally")
+    wait_until(lambda: not server.connections, 2, "the connections to be released")
+    latencies = [r["finally"] - t for r, t in zip(records, closed_at, strict=True)]
+    hook_latencies = [r["on_close"] - t for r, t in zip(records, closed_at, strict=True)]
+    print(f"\ndisconnect: {clients_count} clients, callback finally max {max(latencies) * 1000:.2f} ms, on_close max {max(hook_latencies) * 1000:.2f} ms")
+    assert max(latencies) < 0.1 and max(hook_latencies) < 0.1
+    assert all(r["exit"] and r["hooks"] == 1 for r in records)
+    for record in records:
+        with pytest.raises(ConnectionLost):
+            record["writer"].send_event("late")
+    wait_until(lambda: live_greenlets() <= baseline, 2, "the greenlets to end")
+
+
+# -- 12: slow readers -----------------------------------------------------------------------
+
+
+def test_slow_reader_is_dropped_others_unaffected(serve_app: Any) -> None:
+    app = counter_app(interval=0.01)
+    outcome: dict[str, Any] = {}
+    payload = "x" * 16384
+
+    def flood(writer: SSEWriter) -> None:
+        sent = 0
+        try:
+            while True:
+                writer.send_event(payload)
+                sent += len(payload)
+                if sent > 256 * 1024 * 1024:  # pragma: no cover - the bound below failed
+                    return
+        except BackpressureDetected as exc:
+            outcome["error"] = exc
+            outcome["sent"] = sent
+            outcome["at"] = time.monotonic()
+            raise
+
+    @app.get("/flood")
+    def flood_handler(event: H3Event) -> None:
+        event.start_sse()
+        event.set_stream_callback(flood)
+
+    server = serve_app(app, sse_send_timeout=0.3, sse_heartbeat=0)
+    healthy = RawClient(server.address)
+    healthy.request("/events")
+    healthy_events = healthy.events()
+    next(healthy_events)
+    slow = RawClient(server.address, rcvbuf=4096)
+    slow.request("/flood")  # the head, then never read again
+    start = time.monotonic()
+    seen_during = 0
+    while "error" not in outcome and time.monotonic() - start < 5:
+        next(healthy_events)
+        seen_during += 1
+    assert isinstance(outcome.get("error"), BackpressureDetected)
+    print(f"\nslow reader: dropped after {outcome['at'] - start:.2f} s with {outcome['sent'] // 1024} KiB accepted by the kernel; healthy stream got {seen_during} events meanwhile")
+    # What a stalled client costs is the kernel's socket buffers, not an unbounded queue.
+    assert outcome["sent"] < 64 * 1024 * 1024
+    assert seen_during >= 10
+    wait_until(lambda: len(server.connections) == 1, 2, "the slow connection to close")
+    healthy.close()
+    slow.close()
+
+
+# -- 13: shutdown ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("final", ["default", "custom", "none"])
+def test_shutdown_sends_final_event_and_closes(final: str) -> None:
+    app = counter_app(interval=0.5)
+    options: dict[str, Any] = {}
+    if final == "custom":
+        options["sse_shutdown_event"] = encode_event("bye", event="goodbye", retry=100)
+    elif final == "none":
+        options["sse_shutdown_event"] = None
+    server = Server(app, port=0, access_log=False, sse_heartbeat=0, **options)
+    server.start()
+    clients = []
+    for _ in range(30):
+        client = RawClient(server.address)
+        client.request("/events")
+        clients.append(client)
+    streams = [client.events() for client in clients]
+    for events in streams:
+        assert next(events).data == "0"
+    ended: list[list[Any]] = []
+
+    def drain(events: Iterator[Any]) -> None:
+        ended.append(list(events))
+
+    drains = [gevent.spawn(drain, events) for events in streams]
+    start = time.monotonic()
+    server.stop(timeout=3)
+    took = time.monotonic() - start
+    gevent.joinall(drains, timeout=3)
+    print(f"\nshutdown ({final}): 30 streams closed in {took * 1000:.1f} ms")
+    assert took < 1.0 and not server.connections
+    assert len(ended) == 30
+    for rest in ended:
+        if final == "default":
+            assert rest[-1].event == "shutdown" and rest[-1].retry == 3000
+            assert rest[-1].json() == {"reason": "server shutting down"}
+        elif final == "custom":
+            assert (rest[-1].event, rest[-1].data, rest[-1].retry) == ("goodbye", "bye", 100)
+        else:
+            assert all(e.event == "counter" for e in rest)
+    for client in clients:
+        assert client.h11.their_state is h11_done()  # a complete body, not a cut
+        client.close()
+
+
+def test_shutdown_not_held_up_by_a_client_that_does_not_read() -> None:
+    app = H3()
+    big = "y" * 65536
+
+    def flood(writer: SSEWriter) -> None:
+        while True:
+            writer.send_event(big)
+
+    @app.get("/flood")
+    def flood_handler(event: H3Event) -> None:
+        event.start_sse()
+        event.set_stream_callback(flood)
+
+    server = Server(app, port=0, access_log=False, sse_heartbeat=0, sse_send_timeout=30)
+    server.start()
+    stuck = RawClient(server.address, rcvbuf=4096)
+    stuck.request("/flood")
+    gevent.sleep(0.2)  # let the flood fill the socket buffers: the callback is now blocked
+    start = time.monotonic()
+    server.stop(timeout=0.5)
+    wait_until(lambda: not server.connections, 0.5, "the cut connection to close")
+    took = time.monotonic() - start
+    print(f"\nshutdown with a stuck client: {took * 1000:.1f} ms (timeout 500 ms)")
+    assert took < 1.0
+    stuck.close()
+
+
+# -- a real SSE client library --------------------------------------------------------------
+
+
+def test_httpx_sse_reads_a_live_stream(serve_app: Any) -> None:
+    server = serve_app(counter_app(interval=0.001, count=25))
+    host, port = server.address
+    url = f"http://{host}:{port}/events"
+
+    def client() -> list[tuple[str, str, str]]:
+        with httpx.Client(timeout=5) as http, httpx_sse.connect_sse(http, "GET", url) as source:
+            assert source.response.headers["content-type"] == "text/event-stream; charset=utf-8"
+            return [(e.event, e.data, e.id) for e in source.iter_sse()]
+
+    events = in_thread(client)
+    assert events[:25] == [("counter", str(n), str(n)) for n in range(25)]
+    assert events[25] == ("done", "done", "24")  # the last id sticks, as the spec says
+    wait_until(lambda: not server.connections, 2, "the connection to close")
+
+
+def test_events_per_second_on_one_stream(serve_app: Any) -> None:
+    count = 20_000
+    app = H3()
+
+    def burst(writer: SSEWriter) -> None:
+        for n in range(count):
+            writer.send_event("x" * 32, id=str(n))
+
+    @app.get("/burst")
+    def handler(event: H3Event) -> None:
+        event.start_sse()
+        event.set_stream_callback(burst)
+
+    server = serve_app(app, sse_heartbeat=0)
+    client = RawClient(server.address)
+    start = time.perf_counter()
+    client.request("/burst")
+    received = sum(piece.count(b"\n\n") for piece in client.body_pieces())
+    took = time.perf_counter() - start
+    client.close()
+    print(f"\none stream: {count} events in {took:.2f} s = {count / took:,.0f} events/s")
+    assert received == count
