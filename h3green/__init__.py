@@ -41,6 +41,7 @@ from .response import no_content as no_content
 from .response import redirect as redirect
 from .server import Server as Server
 from .server import serve as serve
+from .sse import Channel as Channel
 from .sse import EventStream as EventStream
 from .sse import SSEEvent as SSEEvent
 from .sse import SSEWriter as SSEWriter
@@ -50,6 +51,7 @@ __version__ = "0.1.0"
 __all__ = [
     "H3",
     "BackpressureDetected",
+    "Channel",
     "ConnectionLost",
     "EventStream",
     "H3Error",
