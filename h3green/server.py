@@ -329,7 +329,10 @@ class Connection:
                 max_body_size=config.max_body_size,
             )
             response = self.app.handle(event)
-            if not self._send_response(event, response):
+            unread = self._unread_body_is_lost(event)
+            if unread:
+                response.headers.set("connection", "close")
+            if not self._send_response(event, response) or unread:
                 return
             if not self._finish_cycle():
                 return
@@ -389,6 +392,23 @@ class Connection:
         except OSError:
             pass
         self._log_access(None, status, 0)
+
+    def _unread_body_is_lost(self, event: H3Event) -> bool:
+        """Is the unread rest of the request body not worth waiting for?
+
+        RFC 9110 §10.1.1: a client waiting for ``100 Continue`` may never send the body
+        when it gets a final answer instead, and a declared body larger than
+        ``max_drain_bytes`` costs more to drain than a new connection does. Either way
+        the response says ``Connection: close`` and the connection ends after it, rather
+        than idling for ``body_timeout`` on a body that may never come.
+        """
+        if self.driver.request_done:
+            return False
+        body = event._body
+        if isinstance(body, _ConnectionBody) and body._continue_pending:
+            return True
+        declared = event.headers.get("content-length")
+        return declared is not None and declared.isdigit() and int(declared) > self.config.max_drain_bytes
 
     def _finish_cycle(self) -> bool:
         """After a response: may this connection carry another request?"""
