@@ -74,7 +74,7 @@ class H3:
 
     # -- registration --------------------------------------------------------------------
 
-    def _on(self, method: str, path: str, handler: Handler | None) -> Any:
+    def _on(self, method: str, path: str, handler: H | None) -> H | Callable[[H], H]:
         return self.on(method, path) if handler is None else self.on(method, path, handler)
 
     @overload
@@ -95,35 +95,67 @@ class H3:
 
         return register if handler is None else register(handler)
 
-    def get(self, path: str, handler: Handler | None = None) -> Any:
+    @overload
+    def get(self, path: str) -> Callable[[H], H]: ...
+    @overload
+    def get(self, path: str, handler: H) -> H: ...
+    def get(self, path: str, handler: H | None = None) -> H | Callable[[H], H]:
         """Route GET on *path* to *handler*; also a decorator."""
         return self._on("GET", path, handler)
 
-    def post(self, path: str, handler: Handler | None = None) -> Any:
+    @overload
+    def post(self, path: str) -> Callable[[H], H]: ...
+    @overload
+    def post(self, path: str, handler: H) -> H: ...
+    def post(self, path: str, handler: H | None = None) -> H | Callable[[H], H]:
         """Route POST on *path* to *handler*; also a decorator."""
         return self._on("POST", path, handler)
 
-    def put(self, path: str, handler: Handler | None = None) -> Any:
+    @overload
+    def put(self, path: str) -> Callable[[H], H]: ...
+    @overload
+    def put(self, path: str, handler: H) -> H: ...
+    def put(self, path: str, handler: H | None = None) -> H | Callable[[H], H]:
         """Route PUT on *path* to *handler*; also a decorator."""
         return self._on("PUT", path, handler)
 
-    def patch(self, path: str, handler: Handler | None = None) -> Any:
+    @overload
+    def patch(self, path: str) -> Callable[[H], H]: ...
+    @overload
+    def patch(self, path: str, handler: H) -> H: ...
+    def patch(self, path: str, handler: H | None = None) -> H | Callable[[H], H]:
         """Route PATCH on *path* to *handler*; also a decorator."""
         return self._on("PATCH", path, handler)
 
-    def delete(self, path: str, handler: Handler | None = None) -> Any:
+    @overload
+    def delete(self, path: str) -> Callable[[H], H]: ...
+    @overload
+    def delete(self, path: str, handler: H) -> H: ...
+    def delete(self, path: str, handler: H | None = None) -> H | Callable[[H], H]:
         """Route DELETE on *path* to *handler*; also a decorator."""
         return self._on("DELETE", path, handler)
 
-    def options(self, path: str, handler: Handler | None = None) -> Any:
+    @overload
+    def options(self, path: str) -> Callable[[H], H]: ...
+    @overload
+    def options(self, path: str, handler: H) -> H: ...
+    def options(self, path: str, handler: H | None = None) -> H | Callable[[H], H]:
         """Route OPTIONS on *path* to *handler*; also a decorator."""
         return self._on("OPTIONS", path, handler)
 
-    def head(self, path: str, handler: Handler | None = None) -> Any:
+    @overload
+    def head(self, path: str) -> Callable[[H], H]: ...
+    @overload
+    def head(self, path: str, handler: H) -> H: ...
+    def head(self, path: str, handler: H | None = None) -> H | Callable[[H], H]:
         """Route HEAD on *path* to *handler*; also a decorator."""
         return self._on("HEAD", path, handler)
 
-    def all(self, path: str, handler: Handler | None = None) -> Any:
+    @overload
+    def all(self, path: str) -> Callable[[H], H]: ...
+    @overload
+    def all(self, path: str, handler: H) -> H: ...
+    def all(self, path: str, handler: H | None = None) -> H | Callable[[H], H]:
         """Route every method on *path* to *handler*; also a decorator."""
         return self._on("*", path, handler)
 
@@ -226,7 +258,8 @@ class H3:
         """Every ``H3`` app is a WSGI application."""
         from .wsgi import serve_wsgi
 
-        return serve_wsgi(self, environ, start_response)  # type: ignore[no-any-return]
+        body: Iterable[bytes] = serve_wsgi(self, environ, start_response)
+        return body
 
 
 def _layer(middleware: Middleware, downstream: Chain) -> Chain:
