@@ -619,8 +619,6 @@ class Connection:
 
     def _end_stream(self, writer: SSEWriter) -> None:
         greenlet = self.stream_greenlet
-        if writer.is_active and self.closed:
-            writer.connection_lost()
         if greenlet is not None and not greenlet.dead:
             # GreenletExit runs the callback's finally/with blocks now, even mid-sleep.
             greenlet.kill(block=True, timeout=_CLOSE_TIMEOUT)
@@ -632,11 +630,11 @@ class Connection:
         """Ask the stream to send its final event and close (graceful shutdown).
 
         Never blocks: the connection's own greenlet does the sending, so one client that
-        does not read cannot hold up the shutdown of the others.
+        does not read cannot hold up the shutdown of the others. A request still in its
+        handler gets the same treatment if it turns into a stream.
         """
-        if self.stream is not None:
-            self._stream_shutdown = True
-            self.wake()
+        self._stream_shutdown = True
+        self.wake()
 
     def _send_shutdown_event(self, writer: SSEWriter) -> None:
         final = self.config.sse_shutdown_event
