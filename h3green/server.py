@@ -186,7 +186,7 @@ class _StreamTransport:
         conn = self._conn
         timeout = conn.config.sse_send_timeout or None
         if not self._lock.acquire(timeout=timeout):
-            conn.wake()
+            self._drop()
             raise BackpressureDetected("the client is not reading; the stream was dropped")
         try:
             if conn.closed:
@@ -196,7 +196,7 @@ class _StreamTransport:
             sock.settimeout(timeout)
             sock.sendall(data)
         except TimeoutError:
-            conn.abort()
+            self._drop()
             raise BackpressureDetected(
                 f"the client read nothing for {timeout} s; the stream was dropped"
             ) from None
@@ -220,6 +220,14 @@ class _StreamTransport:
 
     def abort(self) -> None:
         # Closing the socket also fails any write blocked on it, in whichever greenlet.
+        self._conn.abort()
+
+    def _drop(self) -> None:
+        # Through the writer, so that it (and every later write) says BackpressureDetected
+        # rather than ConnectionLost; the writer calls abort() back.
+        writer = self._conn.stream
+        assert writer is not None  # a transport is only used by its stream's writer
+        writer.drop()
         self._conn.abort()
 
 
@@ -581,20 +589,24 @@ class Connection:
             self._parked = True
             try:
                 sock.settimeout(timeout)
-                data = sock.recv(_RECV_SIZE)
+                data: bytes | None = sock.recv(_RECV_SIZE)
             except _StreamDoneError:
                 continue
             except TimeoutError:
+                data = None
+            except OSError:
+                data = b""
+            finally:
+                # Cleared before anything else can switch: a wake-up must only ever land
+                # in the recv above, never in the heartbeat's write below.
+                self._parked = False
+            if data is None:
                 if time.monotonic() - writer.last_activity >= heartbeat:
                     try:
                         writer.send_comment("")
                     except SSEError:
                         return
                 continue
-            except OSError:
-                data = b""
-            finally:
-                self._parked = False
             if not data:
                 # EOF or reset: the hooks run and the socket closes now; the callback
                 # greenlet is killed next, in _end_stream.

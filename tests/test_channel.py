@@ -183,6 +183,18 @@ def test_slow_subscriber_is_dropped_without_waiting() -> None:
     fast_greenlet.join(timeout=2)
 
 
+def test_listeners_that_did_not_run_in_time_are_dropped_together() -> None:
+    channel = Channel(max_queue_events=3)
+    listeners = [writer_for() for _ in range(3)]
+    greenlets = [listening(channel, writer) for writer, _ in listeners]
+    for n in range(5):  # no switch: nobody gets to write, every queue overflows
+        channel.publish(n)
+    assert len(channel) == 0
+    gevent.joinall(greenlets, timeout=2)
+    assert all(isinstance(g.value, BackpressureDetected) for g in greenlets)
+    assert all(t.aborted and t.sent == [] for _, t in listeners)
+
+
 def test_byte_bound_drops_too() -> None:
     channel = Channel(max_queue_events=1000, max_queue_bytes=1000)
     writer, transport = writer_for()

@@ -384,3 +384,40 @@ def test_heartbeat_not_sent_while_events_flow() -> None:
 
     response = TestClient(sse_app(callback), sse_heartbeat=0.06).get("/s")
     assert b":" not in response.body.replace(b"data:", b"")
+
+
+def test_finish_failure_still_ends_the_stream() -> None:
+    class Failing(FakeTransport):
+        def finish(self) -> None:
+            raise ConnectionLost("gone while closing")
+
+    writer = make_writer(Failing())
+    closed: list[int] = []
+    writer.on_close(lambda: closed.append(1))
+    writer.close()
+    assert not writer.is_active and closed == [1]
+
+
+def test_drop_on_a_transport_without_abort() -> None:
+    class Minimal:
+        def send(self, payload: bytes) -> None:
+            pass
+
+        def finish(self) -> None:
+            pass
+
+    writer = make_writer(Minimal())
+    writer.drop()
+    with pytest.raises(BackpressureDetected):
+        writer.send_event("x")
+
+
+def test_sse_error_from_an_active_writer_is_a_bug(caplog: pytest.LogCaptureFixture) -> None:
+    def callback(writer: SSEWriter) -> None:
+        writer.send_event("ok")
+        raise WriterClosed("raised by the callback itself, not by this writer")
+
+    with caplog.at_level(logging.ERROR, "h3green"):
+        response = TestClient(sse_app(callback)).get("/s")
+    assert response.body == b"data: ok\n\n"
+    assert "SSE stream callback" in caplog.text and "raised by the callback itself" in caplog.text
