@@ -52,8 +52,6 @@ def wait(event):
     def run(writer):
         writer.send_event("open")
         while writer.is_active:
-            writer.event.context.setdefault("n", 0)
-            import time
             time.sleep(0.05)
 
     event.set_stream_callback(run)
@@ -413,3 +411,26 @@ def test_gevent_worker_serves_the_wsgi_path(gunicorn: StartGunicorn) -> None:
         assert b"data: open" in b"".join(next(client.pieces()) for _ in range(2))
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("worker", [H3WORKER, "gevent"])
+def test_port_flask_example_under_gunicorn(gunicorn: StartGunicorn, worker: str) -> None:
+    server = gunicorn("examples.port_flask:app", worker)
+    stream = Client(server.address)
+    try:
+        assert stream.send("GET", "/updates").status_code == 200
+        pieces = stream.pieces()
+        status, page = get(server.address, "/legacy/")
+        assert status == 200 and b'action="/legacy/notes"' in page
+        assert get(server.address, "/legacy/api/notes", "POST", b'{"text": "hi"}')[0] == 400  # no JSON type
+        assert get(server.address, "/api/notes", "POST", b'{"text": "hi"}')[0] == 201
+        received = b""
+        with gevent.Timeout(10):
+            for piece in pieces:
+                received += piece
+                if b"event: note" in received:
+                    break
+        assert b'"text":"hi"' in received
+        assert get(server.address, "/legacy/api/notes") == (200, b'[{"id":1,"text":"hi"}]\n')
+    finally:
+        stream.close()
