@@ -191,6 +191,11 @@ def no_content(headers: HeadersInit = None) -> Response:
 def to_response(value: Any, event: H3Event) -> Response:
     """Turn a handler's return value into a ``Response`` (staged status applied)."""
     if isinstance(value, Response):
+        if event.is_sse:
+            raise RuntimeError(
+                "a handler that called start_sse() must return None or an EventStream, "
+                f"not a {type(value).__name__}"
+            )
         return value
     from .sse import EventStream  # sse imports this module
 

@@ -327,11 +327,19 @@ class EventStream:
         self.events = events
 
     def run(self, writer: SSEWriter) -> None:
-        for item in self.events:
-            if isinstance(item, SSEEvent):
-                writer.send_event(item.data, event=item.event, id=item.id, retry=item.retry)
-            else:
-                writer.send_event(item)
+        events = self.events
+        try:
+            for item in events:
+                if isinstance(item, SSEEvent):
+                    writer.send_event(item.data, event=item.event, id=item.id, retry=item.retry)
+                else:
+                    writer.send_event(item)
+        finally:
+            # A generator's own cleanup (finally, with) runs now, not whenever it is
+            # collected: the client left, or the stream was cut.
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()
 
 
 def _run_callback(callback: Callable[[SSEWriter], object], writer: SSEWriter) -> None:

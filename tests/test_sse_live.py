@@ -4,6 +4,7 @@ disconnect, slow readers, shutdown, and a real SSE client library (httpx-sse).""
 from __future__ import annotations
 
 import logging
+import os
 import resource
 import sys
 import threading
@@ -68,7 +69,8 @@ def count_events(pieces: Iterator[bytes]) -> int:
     return total
 
 
-def counter_app(interval: float, count: int = 10_000) -> H3:
+def counter_app(interval: float, count: int = 10_000, closed: list[int] | None = None) -> H3:
+    """Counter streams; each appends to *closed* when its ``on_close`` hooks run."""
     app = H3()
 
     @app.get("/ping")
@@ -76,6 +78,8 @@ def counter_app(interval: float, count: int = 10_000) -> H3:
         return "pong"
 
     def stream_counter(writer: SSEWriter) -> None:
+        if closed is not None:
+            writer.on_close(lambda: closed.append(1))
         with writer:
             for n in range(count):
                 writer.send_event(str(n), event="counter", id=str(n))
@@ -225,6 +229,7 @@ def test_disconnect_kills_sleeping_callback_fast_and_leaks_nothing(serve_app: An
 
     server = serve_app(app, sse_heartbeat=0)
     baseline = live_greenlets()
+    fds = open_fds()
     clients = []
     for _ in range(clients_count):
         client = RawClient(server.address)
@@ -249,6 +254,30 @@ def test_disconnect_kills_sleeping_callback_fast_and_leaks_nothing(serve_app: An
         with pytest.raises(ConnectionLost):
             record["writer"].send_event("late")
     wait_until(lambda: live_greenlets() <= baseline, 2, "the greenlets to end")
+    assert open_fds() == fds  # every socket closed, on both ends
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_streams_count_against_the_connection_limit(serve_app: Any) -> None:
+    server = serve_app(counter_app(interval=0.05), sse_heartbeat=0, max_connections=2)
+    streams = []
+    for _ in range(2):
+        client = RawClient(server.address)
+        client.request("/events")
+        streams.append(client)
+    refused = RawClient(server.address)
+    assert refused.request("/ping").status_code == 503
+    refused.close()
+    streams.pop().close()
+    wait_until(lambda: len(server.connections) == 1, 2, "a slot to free up")
+    admitted = RawClient(server.address)
+    assert admitted.get("/ping") == (200, b"pong")
+    admitted.close()
+    for client in streams:
+        client.close()
 
 
 # -- 12: slow readers -----------------------------------------------------------------------
@@ -306,7 +335,8 @@ def test_slow_reader_is_dropped_others_unaffected(serve_app: Any) -> None:
 
 @pytest.mark.parametrize("final", ["default", "custom", "none"])
 def test_shutdown_sends_final_event_and_closes(final: str) -> None:
-    app = counter_app(interval=0.5)
+    closed: list[int] = []
+    app = counter_app(interval=0.5, closed=closed)
     options: dict[str, Any] = {}
     if final == "custom":
         options["sse_shutdown_event"] = encode_event("bye", event="goodbye", retry=100)
@@ -334,7 +364,7 @@ def test_shutdown_sends_final_event_and_closes(final: str) -> None:
     gevent.joinall(drains, timeout=3)
     print(f"\nshutdown ({final}): 30 streams closed in {took * 1000:.1f} ms")
     assert took < 1.0 and not server.connections
-    assert len(ended) == 30
+    assert len(ended) == 30 and len(closed) == 30  # each stream's hooks ran, once
     for rest in ended:
         if final == "default":
             assert rest[-1].event == "shutdown" and rest[-1].retry == 3000

@@ -421,3 +421,47 @@ def test_sse_error_from_an_active_writer_is_a_bug(caplog: pytest.LogCaptureFixtu
         response = TestClient(sse_app(callback)).get("/s")
     assert response.body == b"data: ok\n\n"
     assert "SSE stream callback" in caplog.text and "raised by the callback itself" in caplog.text
+
+
+def test_response_helpers_after_start_sse_raise(caplog: pytest.LogCaptureFixture) -> None:
+    from h3green import html, redirect
+
+    app = H3()
+
+    @app.get("/redirect")
+    def to_redirect(event: H3Event) -> Any:
+        event.start_sse()
+        return redirect("/elsewhere")
+
+    @app.get("/html")
+    def to_html(event: H3Event) -> Any:
+        event.start_sse()
+        return html("<p>")
+
+    client = TestClient(app)
+    with caplog.at_level(logging.ERROR, "h3green"):
+        assert client.get("/redirect").status == 500
+        assert client.get("/html").status == 500
+    assert "must return None or an EventStream, not a Response" in caplog.text
+
+
+def test_event_stream_generator_cleanup_runs_when_the_client_leaves() -> None:
+    cleaned = gevent.event.Event()
+
+    def events() -> Any:
+        try:
+            yield "first"
+            gevent.sleep(30)
+            yield "never"  # pragma: no cover - the client leaves first
+        finally:
+            cleaned.set()
+
+    app = H3()
+
+    @app.get("/gen")
+    def gen(event: H3Event) -> EventStream:
+        return EventStream(events())
+
+    with TestClient(app).stream("GET", "/gen") as stream:
+        assert next(stream.iter_events()).data == "first"
+    assert cleaned.wait(1)
