@@ -191,7 +191,8 @@ def no_content(headers: HeadersInit = None) -> Response:
 def to_response(value: Any, event: H3Event) -> Response:
     """Turn a handler's return value into a ``Response`` (staged status applied)."""
     if isinstance(value, Response):
-        if event.is_sse:
+        # An SSEResponse comes back from next() through middleware: that one is fine.
+        if event.is_sse and not isinstance(value, SSEResponse):
             raise RuntimeError(
                 "a handler that called start_sse() must return None or an EventStream, "
                 f"not a {type(value).__name__}"
