@@ -569,7 +569,7 @@ class _StartResponse:
 class _MountedBody:
     """The body of a mounted app's response: what ``write()`` gave, then the result."""
 
-    __slots__ = ("_first", "_iterator", "_result", "_start")
+    __slots__ = ("_done", "_first", "_iterator", "_result", "_start")
 
     def __init__(
         self, first: list[bytes], iterator: Iterator[bytes], result: Iterable[bytes], start: _StartResponse
@@ -578,6 +578,7 @@ class _MountedBody:
         self._iterator = iterator
         self._result = result
         self._start = start
+        self._done = False
 
     def __iter__(self) -> _MountedBody:
         return self
@@ -585,11 +586,19 @@ class _MountedBody:
     def __next__(self) -> bytes:
         if self._first:
             return self._first.pop(0)
+        # Everything goes through ``written`` so that bytes passed to write() while the
+        # app produced a chunk go out before that chunk.
         written = self._start.written
         while not written:
-            data = next(self._iterator)
+            if self._done:
+                raise StopIteration
+            try:
+                data = next(self._iterator)
+            except StopIteration:
+                self._done = True
+                continue
             if data:
-                return data
+                written.append(data)
         return written.pop(0)
 
     def close(self) -> None:
@@ -689,9 +698,11 @@ class WSGIMount:
             declared = response.headers.get("content-length")
             if declared is not None and declared.isdigit() and int(declared) <= self.buffer_limit:
                 for data in iterator:
-                    first.append(data)
                     first.extend(start.written)
                     start.written = []
+                    first.append(data)
+                first.extend(start.written)
+                start.written = []
                 response.body = b"".join(first)
                 _close(result)
                 return response

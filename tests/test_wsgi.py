@@ -511,3 +511,51 @@ def test_sse_under_threaded_wsgiref_without_gevent() -> None:
         server.server_close()
         thread.join(5)
     assert not thread.is_alive()
+
+
+def test_closing_a_body_that_fails_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    class BadClose(Tracked):
+        def close(self) -> None:
+            raise OSError("close failed")
+
+    app = H3()
+    app.get("/s", lambda e: _with_body(BadClose([b"a"])))
+    _head, result = start(app, make_environ(path="/s"))
+    assert iter(result) is not None
+    assert list(result) == [b"a"]
+    result.close()  # type: ignore[attr-defined]
+    assert "closing a response body failed" in caplog.text
+
+
+def test_closing_iterator_is_its_own_iterator() -> None:
+    from h3green.wsgi import _ClosingIterator
+
+    iterator = _ClosingIterator([b"x"])
+    assert iter(iterator) is iterator
+    assert list(iterator) == [b"x"]
+
+
+def test_sse_transport_after_close_and_full_finish() -> None:
+    from h3green import ConnectionLost
+    from h3green.wsgi import _END, _QueueTransport
+
+    transport = _QueueTransport(1, 0)
+    transport.send(b"data: 1\n\n")
+    transport.finish()  # the queue is full: the flag alone ends the body
+    assert transport.finished and transport.queue.get() == b"data: 1\n\n"
+    transport.closed = True
+    with pytest.raises(ConnectionLost):
+        transport.send(b"data: 2\n\n")
+    empty = _QueueTransport(1, 0)
+    empty.finish()
+    assert empty.queue.get() is _END
+
+
+def test_sse_without_heartbeat_waits_for_events() -> None:
+    def stream(writer: SSEWriter) -> None:
+        gevent.sleep(0.05)
+        writer.send_event("only")
+        writer.close()
+
+    result = call(sse_app(stream, heartbeat=0), make_environ(path="/events"))
+    assert result.chunks == [b": \n", b"data: only\n\n"]

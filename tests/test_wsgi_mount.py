@@ -416,3 +416,28 @@ def test_event_path_is_restored_for_hooks() -> None:
     app.mount("/legacy", environ_app)
     TestClient(app).get("/legacy/q")
     assert seen == ["/legacy/q"]
+
+
+def test_write_after_the_first_chunk_of_a_buffered_body() -> None:
+    def app(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+        write = start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "6")])
+        yield b"ab"
+        write(b"cd")
+        yield b"ef"
+
+    response = mounted(app).get("/legacy/")
+    assert response.content == b"abcdef"
+    assert response.headers["content-length"] == "6"
+
+
+def test_write_while_streaming_keeps_the_order() -> None:
+    def app(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b"1"
+        write(b"2")
+        yield b"3"
+        write(b"4")
+
+    response = mounted(app).get("/legacy/")
+    assert response.content == b"1234"
+    assert response.headers.get("transfer-encoding") == "chunked"
