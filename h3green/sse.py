@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import gevent
-import gevent.event
+from gevent.hub import Waiter
 
 from .errors import BackpressureDetected, ConnectionLost, SSEError, WriterClosed
 from .response import json_dumps
@@ -439,14 +439,15 @@ class MemoryHistory:
 
 
 class _Subscriber:
-    __slots__ = ("dropped", "queue", "queued_bytes", "wakeup", "writer")
+    __slots__ = ("dropped", "queue", "queued_bytes", "waiter", "writer")
 
     def __init__(self, writer: SSEWriter) -> None:
         self.writer = writer
         self.queue: deque[bytes] = deque()
         self.queued_bytes = 0
         self.dropped = False
-        self.wakeup = gevent.event.Event()
+        #: Set while the listener is parked with nothing to send; whoever takes it wakes it.
+        self.waiter: Waiter | None = None
 
 
 class Channel:
@@ -469,7 +470,15 @@ class Channel:
     with ``Last-Event-ID`` first gets what it missed, then live events, none twice.
     """
 
-    __slots__ = ("_seq", "_subscribers", "auto_id", "history", "max_queue_bytes", "max_queue_events")
+    __slots__ = (
+        "_seq",
+        "_subscribers",
+        "_to_wake",
+        "auto_id",
+        "history",
+        "max_queue_bytes",
+        "max_queue_events",
+    )
 
     def __init__(
         self,
@@ -488,6 +497,7 @@ class Channel:
         self.auto_id = auto_id
         self._seq = 0
         self._subscribers: set[_Subscriber] = set()
+        self._to_wake: list[Waiter] = []
 
     def __len__(self) -> int:
         """The number of streams listening now."""
@@ -521,8 +531,12 @@ class Channel:
         max_events = self.max_queue_events
         max_bytes = self.max_queue_bytes - size
         slow = None
-        # PERF: the per-subscriber work is a few comparisons, a deque append and a wake-up
-        # for a subscriber that is waiting; no I/O, no encoding, no lock.
+        to_wake = self._to_wake
+        was_empty = not to_wake
+        # PERF: per subscriber, a few comparisons and two list/deque appends: no I/O, no
+        # encoding, no lock, and no per-subscriber loop callback -- the parked listeners
+        # are woken by one callback for the whole batch (about 0.1 us a subscriber here
+        # against 0.5 us for an Event.set each).
         for sub in self._subscribers:
             queue = sub.queue
             if len(queue) >= max_events or sub.queued_bytes > max_bytes:
@@ -533,13 +547,32 @@ class Channel:
                 continue
             queue.append(payload)
             sub.queued_bytes += size
-            wakeup = sub.wakeup
-            if not wakeup.is_set():
-                wakeup.set()
+            waiter = sub.waiter
+            if waiter is not None:
+                sub.waiter = None
+                to_wake.append(waiter)
         if slow is not None:
             for sub in slow:
                 self._drop(sub)
+        if was_empty and to_wake:
+            gevent.get_hub().loop.run_callback(self._wake_all)
         return id
+
+    def _wake(self, sub: _Subscriber) -> None:
+        waiter = sub.waiter
+        if waiter is not None:
+            sub.waiter = None
+            if not self._to_wake:
+                gevent.get_hub().loop.run_callback(self._wake_all)
+            self._to_wake.append(waiter)
+
+    def _wake_all(self) -> None:
+        # In the hub: each switch runs one listener until it blocks again (on its socket
+        # or its next wait). A listener killed meanwhile is not waiting any more; its
+        # waiter just keeps the value.
+        waiters, self._to_wake = self._to_wake, []
+        for waiter in waiters:
+            waiter.switch(None)
 
     def _drop(self, sub: _Subscriber) -> None:
         self._subscribers.discard(sub)
@@ -548,7 +581,7 @@ class Channel:
         sub.queued_bytes = 0
         logger.info("SSE subscriber %r dropped: it fell %d events behind", sub.writer, self.max_queue_events)
         sub.writer.drop()
-        sub.wakeup.set()
+        self._wake(sub)
 
     def listen(self, writer: SSEWriter, *, replay: int = 0) -> None:
         """Subscribe *writer* and send it the channel's events until its stream ends.
@@ -568,23 +601,27 @@ class Channel:
         # Subscribing right after reading the history, with no switch in between, is what
         # makes the hand-over exact: every later event lands in the queue, none before it.
         self._subscribers.add(sub)
-        wakeup = sub.wakeup
-        writer.on_close(wakeup.set)
+        writer.on_close(lambda: self._wake(sub))
         queue = sub.queue
         try:
-            for payload in backlog:
-                writer.send_raw(payload)
+            if backlog:
+                writer.send_raw(b"".join(backlog))
             while True:
                 if queue:
-                    payload = queue.popleft()
-                    sub.queued_bytes -= len(payload)
+                    # PERF: whatever piled up while we were writing goes out in one write.
+                    payload = queue.popleft() if len(queue) == 1 else b"".join(queue)
+                    queue.clear()
+                    sub.queued_bytes = 0
                     writer.send_raw(payload)
                 elif sub.dropped:
                     raise BackpressureDetected("the client fell too far behind the channel and was dropped")
                 elif not writer.is_active:
                     return
                 else:
-                    wakeup.clear()
-                    wakeup.wait()
+                    waiter = sub.waiter = Waiter()
+                    try:
+                        waiter.get()
+                    finally:
+                        sub.waiter = None
         finally:
             self._subscribers.discard(sub)
