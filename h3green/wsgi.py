@@ -45,6 +45,7 @@ from urllib.parse import quote
 
 import gevent
 import gevent.queue
+from gevent._hub_local import get_hub_if_exists
 
 from .datastructures import Headers
 from .errors import BackpressureDetected, ConnectionLost, HTTPError, status_text
@@ -374,7 +375,7 @@ class _QueueTransport:
 class _SSEIterable:
     """The WSGI response body of an event stream."""
 
-    __slots__ = ("_closed", "_greenlet", "_heartbeat", "_opened", "_transport", "_writer")
+    __slots__ = ("_closed", "_greenlet", "_heartbeat", "_opened", "_own_hub", "_transport", "_writer")
 
     def __init__(
         self,
@@ -383,6 +384,9 @@ class _SSEIterable:
         config: WSGIConfig,
         heartbeat: float,
     ) -> None:
+        # A thread of a WSGI server without gevent has no hub until this stream makes one;
+        # its loop holds file descriptors, so the stream that made it destroys it.
+        self._own_hub = get_hub_if_exists() is None
         self._transport = _QueueTransport(config.sse_queue_size, config.sse_send_timeout)
         self._writer = SSEWriter(self._transport, event)
         self._heartbeat = heartbeat
@@ -436,6 +440,10 @@ class _SSEIterable:
             # GreenletExit runs the callback's finally/with blocks now, even mid-sleep.
             greenlet.kill(block=True, timeout=_KILL_TIMEOUT)
         writer.close()
+        if self._own_hub:
+            hub = get_hub_if_exists()
+            if hub is not None:
+                hub.destroy(destroy_loop=True)
 
 
 # -- WSGI applications inside H3 -----------------------------------------------------------

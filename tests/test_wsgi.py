@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import io
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -506,6 +507,16 @@ def test_sse_under_threaded_wsgiref_without_gevent() -> None:
             assert [line for line in lines if line.startswith("data:")] == [
                 f"data: 127.0.0.1-{n}" for n in range(3)
             ]
+        # Each stream made a hub (an event loop, with file descriptors) on its thread and
+        # destroyed it: sequential streams leave the descriptor count where it was.
+        fds = len(os.listdir("/proc/self/fd"))
+        for _ in range(10):
+            _read_events(port, 3, results)
+        assert len(results) == 12
+        deadline = time.monotonic() + 5
+        while len(os.listdir("/proc/self/fd")) > fds and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(os.listdir("/proc/self/fd")) <= fds
     finally:
         server.shutdown()
         server.server_close()
