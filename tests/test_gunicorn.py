@@ -30,6 +30,8 @@ H3WORKER = "h3green.workers.H3Worker"
 BOOT_TIMEOUT = 15.0
 
 SMALL_APP = """
+import time
+
 from h3green import H3
 
 app = H3()
@@ -52,6 +54,19 @@ def wait(event):
     def run(writer):
         writer.send_event("open")
         while writer.is_active:
+            time.sleep(0.05)
+
+    event.set_stream_callback(run)
+
+
+@app.get("/ticks")
+def ticks(event):
+    event.start_sse()
+
+    def run(writer):
+        writer.on_close(lambda: open("closed.txt", "a").write("closed\\n"))
+        while True:
+            writer.send_event("tick")
             time.sleep(0.05)
 
     event.set_stream_callback(run)
@@ -434,3 +449,23 @@ def test_port_flask_example_under_gunicorn(gunicorn: StartGunicorn, worker: str)
         assert get(server.address, "/legacy/api/notes") == (200, b'[{"id":1,"text":"hi"}]\n')
     finally:
         stream.close()
+
+
+@pytest.mark.parametrize("worker", [H3WORKER, "gevent"])
+def test_client_leaving_ends_the_stream(gunicorn: StartGunicorn, worker: str, tmp_path: Path) -> None:
+    server = gunicorn("small_app:app", worker)
+    client = Client(server.address)
+    try:
+        assert client.send("GET", "/ticks").status_code == 200
+        pieces = client.pieces()
+        received = b""
+        while received.count(b"data: tick") < 2:
+            received += next(pieces)
+    finally:
+        client.close()
+    marker = tmp_path / "closed.txt"
+    deadline = time.monotonic() + 5
+    while not marker.exists() and time.monotonic() < deadline:
+        gevent.sleep(0.05)
+    assert marker.read_text() == "closed\n"  # on_close ran once, the callback ended
+    assert get(server.address) == (200, b"Hello, World!")
