@@ -132,10 +132,13 @@ class _GunicornAccessHandler(logging.Handler):
             "B": length,
             "p": f"<{os.getpid()}>",
         }
+        fmt = self.worker.cfg.access_log_format
         try:
-            glog.access_log.info(self.worker.cfg.access_log_format, glog.atoms_wrapper_class(atoms))
-        except Exception:
-            self.handleError(record)
+            line = fmt % glog.atoms_wrapper_class(atoms)
+        except Exception as exc:
+            glog.error("access_log_format %r cannot format an access record: %s", fmt, exc)
+            return
+        glog.access_log.info(line)
 
 
 class H3Worker(GeventWorker):  # type: ignore[misc]

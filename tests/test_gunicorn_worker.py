@@ -275,3 +275,12 @@ def test_environment_overrides() -> None:
 def test_bad_environment_values(name: str, value: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         config_from_gunicorn(GunicornConfig(), {name: value})
+
+
+def test_bad_access_log_format_is_reported_once_per_record(worker_factory: Any, tmp_path: Path) -> None:
+    worker = worker_factory(make_app(), accesslog=str(tmp_path / "access.log"), access_log_format="%(h)d")
+    worker._route_logs()
+    logging.getLogger("h3green.access").info(
+        '%s - "%s %s HTTP/%s" %d %d', "127.0.0.1", "GET", "/", "1.1", 200, 2
+    )
+    assert "cannot format an access record" in (tmp_path / "error.log").read_text()
