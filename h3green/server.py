@@ -13,7 +13,7 @@ reset, and then kills the callback greenlet); it sends heartbeat comments when t
 has been idle (its ``recv`` timeout is the heartbeat timer, so no extra greenlet or timer
 lives per stream); and it keeps the connection counted until the stream ends, so streams
 obey ``max_connections`` and graceful shutdown like any request. When the stream ends
-from the other side (callback returned, writer closed, shutdown), ``_wake`` throws
+from the other side (callback returned, writer closed, shutdown), ``wake`` throws
 ``_StreamDoneError`` into the parked greenlet.
 
 Every wait has a limit: keep-alive idle time, head-read time (a total, so a client that

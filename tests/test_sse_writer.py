@@ -235,10 +235,14 @@ def test_writer_in_callback_after_close_raises_writer_closed() -> None:
             writer.event.start_sse()
         except SSEAlreadyStarted as exc:
             errors.append(exc)
+        try:
+            writer.event.set_stream_callback(callback)
+        except ResponseAlreadySent as exc:
+            errors.append(exc)
 
     response = TestClient(sse_app(callback)).get("/s")
     assert response.body == b""
-    assert [type(e) for e in errors] == [WriterClosed, ResponseAlreadySent, SSEAlreadyStarted]
+    assert [type(e) for e in errors] == [WriterClosed, ResponseAlreadySent, SSEAlreadyStarted, ResponseAlreadySent]
 
 
 def test_start_sse_without_callback_sends_head_and_ends() -> None:
