@@ -766,8 +766,11 @@ class Server:
             )
         self.app.freeze()
         self._server.start()
-        host, port = self.address
-        logger.info("h3green listening on http://%s:%d", host, port)
+        address = self._server.address
+        if isinstance(address, tuple):
+            logger.info("h3green listening on http://%s:%d", *address[:2])
+        else:  # a UNIX socket handed over by gunicorn
+            logger.info("h3green listening on unix:%s", address)
 
     def serve_forever(self) -> None:
         """Start (unless started) and block until ``stop()`` completes."""

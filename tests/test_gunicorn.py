@@ -469,3 +469,20 @@ def test_client_leaving_ends_the_stream(gunicorn: StartGunicorn, worker: str, tm
         gevent.sleep(0.05)
     assert marker.read_text() == "closed\n"  # on_close ran once, the callback ended
     assert get(server.address) == (200, b"Hello, World!")
+
+
+def test_unix_socket_bind(gunicorn: StartGunicorn, tmp_path: Path) -> None:
+    path = tmp_path / "h3.sock"
+    server = gunicorn("small_app:app", H3WORKER, "-b", f"unix:{path}")
+    server.wait_for("h3green listening on unix:", count=1)
+    client = Client.__new__(Client)
+    client.sock = gsocket.socket(gsocket.AF_UNIX, gsocket.SOCK_STREAM)
+    client.sock.settimeout(10)
+    client.sock.connect(str(path))
+    client.conn = h11.Connection(h11.CLIENT)
+    try:
+        assert client.request("GET", "/") == (200, b"Hello, World!")
+    finally:
+        client.close()
+    assert get(server.address) == (200, b"Hello, World!")  # the TCP bind still serves
+    assert "Logging error" not in server.log
