@@ -272,51 +272,59 @@ def _serve(
     try:
         event = event_from_environ(environ, config)
     except HTTPError as exc:
-        response = error_response(exc)
-        method = environ.get("REQUEST_METHOD", "GET")
-    else:
-        response = app.handle(event)
-        method = event.method
-    status = response.status
-    headers = [(name, value) for name, value in response.headers._items if name not in _HOP_BY_HOP]
-    body = response.body
-    no_body = status in _NO_BODY_STATUSES or status < 200
+        return _send_bytes(error_response(exc), environ.get("REQUEST_METHOD", "GET"), start_response)
+    response = app.handle(event)
+    method = event.method
+    event._head_sent = True  # from here on, as on the native server, the head is fixed
     if isinstance(response, SSEResponse):
-        start_response(_status_line(status), headers)
-        event._head_sent = True
+        start_response(_status_line(response.status), _wsgi_headers(response))
         if response.callback is None or method == "HEAD":
             return []
         heartbeat = config.sse_heartbeat if response.heartbeat is None else response.heartbeat
         return _SSEIterable(event, response.callback, config, heartbeat)
+    body = response.body
     if type(body) is bytes:
-        if not no_body:
-            headers.append(("content-length", str(len(body))))
-        start_response(_status_line(status), headers)
-        return [] if no_body or method == "HEAD" else [body]
+        return _send_bytes(response, method, start_response)
     assert not isinstance(body, bytes)
-    if no_body or method == "HEAD":
+    status = response.status
+    if status in _NO_BODY_STATUSES or status < 200 or method == "HEAD":
         _close(body)
-        start_response(_status_line(status), headers)
+        start_response(_status_line(status), _wsgi_headers(response))
         return []
     # Like the native server, hold the head back until the first piece exists, so an
-    # iterable that fails at once still gets an honest 500.
+    # iterable that fails at once still gets an honest error response.
     iterator = _ClosingIterator(body)
     try:
         first = next(iterator, None)
-    except Exception:
-        logger.exception("streamed response body of %s %s failed", method, environ.get("PATH_INFO"))
+    except HTTPError as exc:
         iterator.close()
-        response = error_response(None, app.debug)
-        assert type(response.body) is bytes
-        start_response(
-            _status_line(500), [*response.headers.items(), ("content-length", str(len(response.body)))]
-        )
-        return [response.body]
-    start_response(_status_line(status), headers)
+        return _send_bytes(error_response(exc), method, start_response)
+    except Exception:
+        logger.exception("streamed response body of %s %s failed", method, event.target)
+        iterator.close()
+        return _send_bytes(error_response(None, app.debug), method, start_response)
+    start_response(_status_line(status), _wsgi_headers(response))
     if first is None:
         iterator.close()
         return []
     return _Prepended(first, iterator)
+
+
+def _wsgi_headers(response: Response) -> list[tuple[str, str]]:
+    return [(name, value) for name, value in response.headers._items if name not in _HOP_BY_HOP]
+
+
+def _send_bytes(response: Response, method: str, start_response: StartResponse) -> list[bytes]:
+    """A response with a bytes body: framed by Content-Length, no body when none is due."""
+    body = response.body
+    assert type(body) is bytes
+    status = response.status
+    headers = _wsgi_headers(response)
+    no_body = status in _NO_BODY_STATUSES or status < 200
+    if not no_body:
+        headers.append(("content-length", str(len(body))))
+    start_response(_status_line(status), headers)
+    return [] if no_body or method == "HEAD" else [body]
 
 
 class _Prepended:

@@ -72,6 +72,14 @@ def build_app() -> H3:
     def stream(event: H3Event) -> Any:
         return (piece for piece in ["one ", "two ", "three"])
 
+    @app.get("/conflict")
+    def conflict(event: H3Event) -> Any:
+        def pieces() -> Any:
+            raise HTTPError(409, "changed meanwhile")
+            yield b""  # pragma: no cover - makes this a generator
+
+        return pieces()
+
     @app.get("/go")
     def go(event: H3Event) -> Response:
         return redirect("/users/1", 301)
@@ -118,6 +126,7 @@ CASES: list[tuple[str, str, dict[str, str], bytes | None, bool]] = [
     ("GET", "/crash", {}, None, True),
     ("GET", "/stream", {}, None, True),
     ("HEAD", "/stream", {}, None, True),
+    ("GET", "/conflict", {}, None, True),
     ("GET", "/go", {}, None, False),
     ("GET", "/path/a/./b/../c", {}, None, True),
     ("GET", "/path/%2e%2e/x%2Fy", {}, None, True),
@@ -161,7 +170,7 @@ def test_native_and_wsgi_agree(case: tuple[str, str, dict[str, str], bytes | Non
 
 def test_matrix_covers_the_interesting_statuses() -> None:
     statuses = {via_wsgi(*case).status_code for case in CASES}
-    assert {200, 201, 204, 301, 400, 404, 405, 413, 415, 418, 500} <= statuses
+    assert {200, 201, 204, 301, 400, 404, 405, 409, 413, 415, 418, 500} <= statuses
 
 
 def test_sse_events_agree() -> None:
