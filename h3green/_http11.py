@@ -130,11 +130,11 @@ _CLIENT_CLOSED: Final = ClientClosed()
 
 Event = RequestHead | Body | EndOfBody | ClientClosed | _Sentinel
 
-# Header-block and request-line limits follow long-standing precedent: 8 KiB request line
-# (nginx's large_client_header_buffers, gunicorn's limit_request_line 4094 is stricter),
-# 16 KiB of head and 100 header fields (node's --max-http-header-size, gunicorn's
-# limit_request_fields 100).
-DEFAULT_MAX_REQUEST_LINE: Final = 8190
+# Header-block and request-line limits follow long-standing precedent, never looser than
+# gunicorn's: a 4094-byte request line (gunicorn's limit_request_line; nginx allows 8 KiB),
+# 16 KiB of head (node's --max-http-header-size) and 100 header fields (gunicorn's
+# limit_request_fields).
+DEFAULT_MAX_REQUEST_LINE: Final = 4094
 DEFAULT_MAX_HEADER_BYTES: Final = 16384
 DEFAULT_MAX_HEADER_COUNT: Final = 100
 

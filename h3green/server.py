@@ -23,6 +23,7 @@ trickles one byte a second is cut), body-read time, write time, and SSE send tim
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import signal
 import socket
@@ -58,29 +59,40 @@ _FRAMING_HEADERS: Final = frozenset({"content-length", "transfer-encoding"})
 # Error statuses that leave an unread request body unreadable or not worth draining.
 _UNREAD_BODY_CLOSES: Final = frozenset({400, 408, 413})
 _CLOSE_TIMEOUT: Final = 1.0  # how long a killed stream callback gets for its cleanup
+_REFUSE_TIMEOUT: Final = 1.0  # seconds a refused (503) connection gets to read its answer
 
 
 @dataclasses.dataclass(slots=True)
 class Config:
-    """Limits and behaviour of a server; every field is a keyword of ``Server``/``serve``.
+    """Limits and behaviour of a server; every field is a keyword of ``Server``/``serve``
+    and a flag of ``python -m h3green``. README's "Limits and defaults" has the table.
 
-    Defaults follow precedent: 1 MiB bodies (nginx's ``client_max_body_size``), 100
-    header fields and 16 KiB of head (node, gunicorn), 5 s keep-alive idle (node's
-    ``keepAliveTimeout``), 1,000 connections (gunicorn's ``worker_connections``).
+    Each default follows a precedent, and is at least as strict as gunicorn's.
     """
 
+    #: Open connections (streams included); past it, new ones get 503 and Retry-After.
+    #: gunicorn's ``worker_connections`` (1,000).
     max_connections: int = 1000
+    #: Bytes of request line, so of URL too: 414 past it. gunicorn's ``limit_request_line``.
     max_request_line: int = _http11.DEFAULT_MAX_REQUEST_LINE
+    #: Bytes of header fields: 431 past it. node's ``--max-http-header-size`` (16 KiB).
     max_header_bytes: int = _http11.DEFAULT_MAX_HEADER_BYTES
+    #: Header fields: 431 past it. gunicorn's ``limit_request_fields`` (100).
     max_header_count: int = _http11.DEFAULT_MAX_HEADER_COUNT
+    #: Request body bytes (declared or, when chunked, counted): 413. nginx's 1 MiB.
     max_body_size: int = DEFAULT_MAX_BODY_SIZE
-    #: Seconds a kept-alive connection may sit idle before the next request starts.
+    #: Seconds a connection may wait for the first byte of its next request, then it is
+    #: closed without a word. node's ``keepAliveTimeout`` (5 s).
     keepalive_timeout: float = 5.0
-    #: Seconds from a request's first byte to the end of its head.
+    #: Seconds from a request's first byte to the end of its head, in total, so a client
+    #: that trickles a byte at a time is cut: 408. A sixth of node's ``headersTimeout`` and
+    #: nginx's ``client_header_timeout`` (60 s): a healthy client sends its head at once.
     header_timeout: float = 10.0
-    #: Seconds one read of the request body may wait.
+    #: Seconds one read of the request body may wait: 408. nginx's
+    #: ``client_body_timeout`` (60 s, also per read), halved.
     body_timeout: float = 30.0
-    #: Seconds one write of a response may wait for the client.
+    #: Seconds one write of a response (one ``sendall``) may wait for a client that does
+    #: not read; then the connection is dropped. nginx's ``send_timeout`` (60 s), halved.
     write_timeout: float = 30.0
     #: Unread request body drained after a response so the connection can be reused.
     max_drain_bytes: int = 64 * 1024
@@ -94,9 +106,11 @@ class Config:
     )
     #: Seconds ``stop()`` waits for requests and streams before cutting them.
     shutdown_timeout: float = 10.0
+    #: One INFO line per response on the ``h3green.access`` logger.
     access_log: bool = True
-    #: Value of the ``Server`` header, or None to send none.
+    #: Value of the ``Server`` header, or None to send none (no version is ever leaked).
     server_header: str | None = None
+    #: Listen backlog: connections the kernel queues before ``accept``. gunicorn's 2,048.
     backlog: int = 2048
 
 
@@ -114,6 +128,20 @@ def _date_header() -> bytes:
         _date_cache[0] = now
         _date_cache[1] = formatdate(now, usegmt=True).encode()
     return _date_cache[1]  # type: ignore[no-any-return]
+
+
+def _send_all(sock: Any, data: bytes) -> None:
+    """``sock.sendall(data)``, waiting (within the socket's timeout) only if it must."""
+    # PERF: gevent's sendall makes a getsockopt(SO_SNDBUF) syscall and a few Python calls
+    # on every call; a response or event nearly always fits the socket buffer, so one
+    # non-blocking send finishes it and sendall only ever sends a remainder (~10% of a
+    # keep-alive hello request).
+    try:
+        sent = sock.send(data, 0, 0.0)
+    except BlockingIOError:
+        sent = 0
+    if sent < len(data):
+        sock.sendall(memoryview(data)[sent:])
 
 
 def _simple_response(status: int, message: str, extra: list[tuple[bytes, bytes]] = ()) -> bytes:  # type: ignore[assignment]
@@ -194,7 +222,7 @@ class _StreamTransport:
             data = conn.driver.body(payload)
             sock = conn.sock
             sock.settimeout(timeout)
-            sock.sendall(data)
+            _send_all(sock, data)
         except TimeoutError:
             self._drop()
             raise BackpressureDetected(
@@ -271,7 +299,7 @@ class Connection:
         )
         self.greenlet: Any = None
         self.closed = False
-        self.idle = True
+        self.idle = False
         self.stream: SSEWriter | None = None
         self.stream_greenlet: gevent.Greenlet | None = None
         self._parked = False
@@ -292,7 +320,7 @@ class Connection:
     def send(self, data: bytes, timeout: float | None) -> None:
         sock = self.sock
         sock.settimeout(timeout)
-        sock.sendall(data)
+        _send_all(sock, data)
 
     # -- the request loop ----------------------------------------------------------------
 
@@ -326,7 +354,6 @@ class Connection:
                 return
             if head is None:
                 return
-            self.idle = False
             event = H3Event(
                 head.method,
                 head.target,
@@ -345,7 +372,6 @@ class Connection:
             if not self._finish_cycle():
                 return
             driver.start_next_cycle()
-            self.idle = True
 
     def _read_head(self) -> RequestHead | None:
         """The next request head, or None when the client closed between requests."""
@@ -376,10 +402,17 @@ class Connection:
             driver.receive_data(data)
 
     def _recv_idle(self) -> bytes:
+        if getattr(self.registry, "closing", False):
+            return b""  # shutting down: no new request on this connection
+        # Only a connection parked here, with no byte of a next request, counts as idle:
+        # ``stop()`` closes those at once and lets every other one finish its request.
+        self.idle = True
         try:
             return self.recv(self.config.keepalive_timeout or None, "next request")
         except HTTPError:
             return b""
+        finally:
+            self.idle = False
 
     def _reject(self, status: int, message: str) -> None:
         """Answer a request the client got wrong, then let the connection close."""
@@ -389,7 +422,10 @@ class Connection:
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
                 (b"connection", b"close"),
+                (b"date", _date_header()),
             ]
+            if self.config.server_header:
+                headers.append((b"server", self.config.server_header.encode("latin-1")))
             driver = self.driver
             data = driver.head(status, headers) + driver.body(body) + driver.end()
         except Exception:
@@ -707,6 +743,54 @@ def _close_iterable(body: object) -> None:
             logger.exception("closing a response body failed")
 
 
+# accept() failures that mean "out of descriptors or memory for now", not "broken listener".
+_ACCEPT_EXHAUSTED: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
+class _Listener(StreamServer):  # type: ignore[misc]
+    """gevent's ``StreamServer``, quiet and patient when ``accept()`` runs out of resources.
+
+    gevent already backs off after a failed accept (``min_delay`` 0.01 s doubling up to
+    ``max_delay`` 1 s) but prints a traceback for every failure. At EMFILE the pending
+    connection stays in the backlog and the listener stays readable, so without a pause
+    the loop would spin; we pause accepting the same way, log one line instead of a
+    traceback, and resume on a timer (not a greenlet, so nothing outlives ``close()``).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.accept_delay = self.min_delay
+        self._resume_timer: Any = None
+
+    def do_read(self) -> Any:
+        try:
+            result = super().do_read()
+        except OSError as exc:
+            if exc.errno not in _ACCEPT_EXHAUSTED:
+                raise
+            delay = self.accept_delay
+            logger.warning("h3green cannot accept connections (%s); retrying in %.2f s", exc.strerror, delay)
+            self.stop_accepting()
+            timer = self._resume_timer = self.loop.timer(delay, ref=False)
+            timer.start(self._resume)
+            self.accept_delay = min(self.max_delay, delay * 2)
+            return None
+        if result is not None:
+            self.accept_delay = self.min_delay
+        return result
+
+    def _resume(self) -> None:
+        self._resume_timer = None
+        if self.started:
+            self.start_accepting()
+
+    def close(self) -> None:
+        if self._resume_timer is not None:
+            self._resume_timer.stop()
+            self._resume_timer = None
+        super().close()
+
+
 class _Registry(set[Connection]):
     """The open connections of one server, and whether it is shutting down."""
 
@@ -745,7 +829,7 @@ class Server:
         self.connections = _Registry()
         self._stopped = gevent.event.Event()
         self._overflow = 0
-        self._server = StreamServer(
+        self._server = _Listener(
             listener if listener is not None else (host, port),
             self._handle,
             # A socket made elsewhere is already listening with its own backlog.
@@ -795,13 +879,20 @@ class Server:
             return
         self._overflow += 1
         try:
-            sock.settimeout(1.0)
+            sock.settimeout(_REFUSE_TIMEOUT)
             sock.sendall(_OVERLOADED)
             sock.shutdown(socket.SHUT_WR)
             # Read what the client sent, so closing does not reset the connection and
-            # destroy the 503 before the client reads it.
-            while sock.recv(_RECV_SIZE):
-                pass
+            # destroy the 503 before the client reads it; bounded in time and bytes so a
+            # refused client cannot hold on.
+            deadline = time.monotonic() + _REFUSE_TIMEOUT
+            drained = 0
+            while drained <= _RECV_SIZE and (remaining := deadline - time.monotonic()) > 0:
+                sock.settimeout(remaining)
+                data = sock.recv(_RECV_SIZE)
+                if not data:
+                    break
+                drained += len(data)
         except OSError:
             pass
         finally:

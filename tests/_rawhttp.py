@@ -42,8 +42,12 @@ class RawResponse:
 class RawClient:
     """One client connection to ``address``."""
 
-    def __init__(self, address: tuple[str, int], timeout: float = 3.0) -> None:
-        self.sock = gevent.socket.create_connection(address, timeout=timeout)
+    def __init__(self, address: tuple[str, int], timeout: float = 3.0, rcvbuf: int | None = None) -> None:
+        self.sock = gevent.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf is not None:  # before connect(), so the window is small from the start
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(timeout)
+        self.sock.connect(address)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.timeout = timeout
         self.buffer = b""
