@@ -353,13 +353,14 @@ class _Prepended:
 class _QueueTransport:
     """An ``SSEWriter``'s way to the WSGI server: a bounded queue the response iterable drains."""
 
-    __slots__ = ("closed", "finished", "queue", "timeout")
+    __slots__ = ("aborted", "closed", "finished", "queue", "timeout")
 
     def __init__(self, size: int, timeout: float) -> None:
         self.queue: gevent.queue.Queue[bytes] = gevent.queue.Queue(size)
         self.timeout = timeout or None
         self.closed = False
         self.finished = False
+        self.aborted = False
 
     def send(self, payload: bytes) -> None:
         if self.closed:
@@ -378,6 +379,14 @@ class _QueueTransport:
             self.queue.put_nowait(_END)
         except gevent.queue.Full:
             pass  # the iterable sees ``finished`` once it has drained the queue
+
+    def abort(self) -> None:
+        """The writer was dropped (``SSEWriter.drop``): end the body now, never blocking.
+
+        Events still queued are discarded; the client reconnects with its Last-Event-ID.
+        """
+        self.closed = self.aborted = True
+        self.finish()
 
 
 class _SSEIterable:
@@ -420,7 +429,7 @@ class _SSEIterable:
         queue = transport.queue
         writer = self._writer
         heartbeat = self._heartbeat
-        while not self._closed:
+        while not self._closed and not transport.aborted:
             if transport.finished and not queue.qsize():
                 break
             timeout = None
@@ -431,7 +440,7 @@ class _SSEIterable:
             except gevent.queue.Empty:
                 writer.last_activity = time.monotonic()
                 return encode_comment("")
-            if payload is not _END:
+            if payload is not _END and not transport.aborted:
                 return payload
         raise StopIteration
 

@@ -570,3 +570,36 @@ def test_sse_without_heartbeat_waits_for_events() -> None:
 
     result = call(sse_app(stream, heartbeat=0), make_environ(path="/events"))
     assert result.chunks == [b": \n", b"data: only\n\n"]
+
+
+def test_channel_through_wsgi_and_a_dropped_subscriber() -> None:
+    from h3green.sse import Channel
+
+    channel = Channel(max_queue_events=4)
+    closed: list[str] = []
+
+    def stream(writer: SSEWriter) -> None:
+        writer.on_close(lambda: closed.append("closed"))
+        channel.listen(writer)
+
+    adapter = WSGIAdapter(sse_app(stream), sse_queue_size=2, sse_send_timeout=5)
+    _head, result = start(adapter, make_environ(path="/events"))
+    iterator = iter(result)
+    assert next(iterator) == b": \n"
+    deadline = time.monotonic() + 5
+    while not len(channel) and time.monotonic() < deadline:
+        gevent.sleep(0.01)
+    channel.publish("one", event="news")
+    assert next(iterator) == b"event: news\nid: 1\ndata: one\n\n"
+    # Nobody drains now: the WSGI queue fills, then the channel's own queue, and the
+    # channel drops the subscriber without waiting; the body ends at once.
+    for n in range(12):
+        channel.publish(str(n))
+        gevent.sleep(0.001)
+    deadline = time.monotonic() + 5
+    while len(channel) and time.monotonic() < deadline:
+        gevent.sleep(0.01)
+    assert len(channel) == 0
+    assert list(iterator) == []
+    result.close()  # type: ignore[attr-defined]
+    assert closed == ["closed"]
