@@ -16,22 +16,22 @@ exits as soon as the last connection is gone -- not when ``graceful_timeout`` ru
 
 Settings, gunicorn to h3green (``Config`` fields):
 
-=========================  =============================================================
-gunicorn                   h3green
-=========================  =============================================================
-``bind``                   one ``Server`` per listening socket gunicorn created
-``worker_connections``     ``max_connections`` (per socket; an open stream counts)
-``keepalive``              ``keepalive_timeout``
-``graceful_timeout``       ``shutdown_timeout``
-``limit_request_line``     ``max_request_line`` (0, unlimited in gunicorn: 64 KiB here)
-``limit_request_fields``   ``max_header_count``
-``limit_request_field_size`` raises ``max_header_bytes`` (the whole head) if larger
-``accesslog``              access lines go to gunicorn's access log, in
-                           ``access_log_format`` (atoms h l u t r s m U q H b B p;
-                           others print "-"); no ``accesslog``: no access logging
-``max_requests``           counted in an ``on_response`` hook; the worker restarts
-``timeout``                ``notify()`` every ``min(1, timeout / 4)`` seconds
-=========================  =============================================================
+==============================  ==========================================================
+gunicorn                        h3green
+==============================  ==========================================================
+``bind``                        one ``Server`` per listening socket gunicorn created
+``worker_connections``          ``max_connections`` (per socket; an open stream counts)
+``keepalive``                   ``keepalive_timeout``
+``graceful_timeout``            ``shutdown_timeout``
+``limit_request_line``          ``max_request_line`` (0, unlimited in gunicorn: 64 KiB)
+``limit_request_fields``        ``max_header_count``
+``limit_request_field_size``    raises ``max_header_bytes`` (the whole head) if larger
+``accesslog``                   access lines go to gunicorn's access log, formatted with
+                                ``access_log_format`` (atoms h l u t r s m U q H b B p;
+                                others print "-"); without ``accesslog``, none are made
+``max_requests``                counted in an ``on_response`` hook; the worker restarts
+``timeout``                     ``notify()`` every ``min(1, timeout / 4)`` seconds
+==============================  ==========================================================
 
 Every other ``Config`` field comes from an environment variable ``H3GREEN_<FIELD>``
 (``H3GREEN_MAX_BODY_SIZE=10485760``, ``H3GREEN_SSE_HEARTBEAT=5``), which gunicorn's
