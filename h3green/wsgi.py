@@ -22,7 +22,8 @@ Without gevent (wsgiref, a thread per request): it still works. Every OS thread 
 own gevent hub, and the thread serving the stream runs that hub whenever it waits on the
 queue, so the callback greenlet runs in the same thread and nothing is shared between
 threads. The price is one server thread per open stream, and a blocking call in the
-callback (an unpatched ``time.sleep``) holds up that stream's thread, no other.
+callback (an unpatched ``time.sleep``) holds up that stream's thread, no other. gevent
+objects shared between streams (a ``Channel``) belong to one hub: they need a gevent server.
 
 Strategy, WSGI inside H3 (``WSGIMount``): ``SCRIPT_NAME`` is the mount prefix and
 ``PATH_INFO`` the rest of the canonical path, both as PEP 3333 latin-1 strings of the
