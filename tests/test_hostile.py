@@ -23,6 +23,8 @@ from _rawhttp import RawClient, RawResponse, Script, live_greenlets, wait_until,
 
 from h3green import H3, H3Event, HTTPError, Server
 
+pytestmark = pytest.mark.live
+
 LIMITS = {
     "max_request_line": 512,
     "max_header_bytes": 1024,
