@@ -244,6 +244,12 @@ def sse_client(address: tuple[str, int], path: str, until: bytes, gaps: list[flo
         client.close()
 
 
+def timed_get(address: tuple[str, int]) -> tuple[int, bytes, float]:
+    started = time.monotonic()
+    status, body = get(address)
+    return status, body, time.monotonic() - started
+
+
 # -- load: 100 streams and plain requests, on both workers -------------------------------------
 
 
@@ -255,7 +261,7 @@ def test_counter_streams_to_100_clients_with_plain_requests(gunicorn: StartGunic
     gevent.sleep(0.2)
     plain: list[gevent.Greenlet] = []
     for _ in range(5):
-        plain.extend(gevent.spawn(get, server.address, "/") for _ in range(10))
+        plain.extend(gevent.spawn(timed_get, server.address) for _ in range(10))
         gevent.sleep(0.1)
     gevent.joinall(streams + plain, timeout=30, raise_error=True)
     assert all(g.successful() for g in streams + plain)
@@ -264,6 +270,8 @@ def test_counter_streams_to_100_clients_with_plain_requests(gunicorn: StartGunic
         assert body.count(b"event: counter") == 30
         assert b"id: 29\ndata: 29\n" in body
     assert all(g.value[0] == 200 and b"EventSource" in g.value[1] for g in plain)
+    # Plain requests are answered promptly while the streams run.
+    assert max(g.value[2] for g in plain) < 2.0, sorted(g.value[2] for g in plain)[-5:]
     # Events come every 0.05 s; a stall would show as a long pause on some stream.
     assert max(gaps) < 2.0, sorted(gaps)[-5:]
 
