@@ -178,10 +178,14 @@ def event_from_environ(environ: WSGIEnvironment, config: WSGIConfig = _DEFAULT_C
         length = int(declared)
     elif environ.get("wsgi.input_terminated"):
         length = None
+    scheme = environ.get("wsgi.url_scheme", "http")
     if "host" not in headers:
+        # PEP 3333 "URL Reconstruction": SERVER_NAME, and the port unless the default.
         host = environ.get("SERVER_NAME", "localhost")
         port = environ.get("SERVER_PORT")
-        headers._items.append(("host", f"{host}:{port}" if port else host))
+        if port and port != ("443" if scheme == "https" else "80"):
+            host += ":" + port
+        headers._items.append(("host", host))
     path = _quote_path(environ.get("PATH_INFO") or "/")
     query = environ.get("QUERY_STRING", "")
     target = environ.get("RAW_URI") or environ.get("REQUEST_URI") or ""
@@ -197,7 +201,7 @@ def event_from_environ(environ: WSGIEnvironment, config: WSGIConfig = _DEFAULT_C
         path=path,
         http_version=protocol[5:] if protocol.startswith("HTTP/") else "1.1",
         remote_addr=environ.get("REMOTE_ADDR"),
-        scheme=environ.get("wsgi.url_scheme", "http"),
+        scheme=scheme,
         body=_WSGIBody(environ["wsgi.input"], length),
         max_body_size=config.max_body_size,
     )
@@ -211,7 +215,7 @@ def _status_line(status: int) -> str:
 
 
 class _ClosingIterator:
-    """Yields a response body and closes it (and anything else) when the server is done."""
+    """Yields a response body, and passes the WSGI server's ``close()`` on to it."""
 
     __slots__ = ("_body", "_iterator")
 

@@ -170,6 +170,10 @@ def test_host_falls_back_to_server_name_and_port() -> None:
     assert event.headers["host"] == "srv:81"
     environ["SERVER_PORT"] = ""
     assert event_from_environ(environ).headers["host"] == "srv"
+    environ["SERVER_PORT"] = "80"
+    assert event_from_environ(environ).headers["host"] == "srv"
+    environ.update({"SERVER_PORT": "443", "wsgi.url_scheme": "https"})
+    assert event_from_environ(environ).url == "https://srv/info"
 
 
 def test_body_is_read_up_to_content_length_only() -> None:
