@@ -12,6 +12,7 @@ past the request line into heads, bodies, chunking and pipelining.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -21,7 +22,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from h3green import H3, H3Event
-from h3green._http11 import NEED_DATA, PAUSED, Body, ClientClosed, Driver, EndOfBody, ProtocolError, RequestHead
+from h3green._http11 import (
+    NEED_DATA,
+    PAUSED,
+    Body,
+    ClientClosed,
+    Driver,
+    EndOfBody,
+    ProtocolError,
+    RequestHead,
+)
 from h3green.server import Config, Connection
 from h3green.testing import _EOF, _MemorySocket
 
@@ -85,7 +95,7 @@ ALLOWED_ERRORS = {400, 413, 414, 431, 501, 505}
 
 def _splits(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
-    return [data[a:b] for a, b in zip(points, points[1:], strict=False) if b > a]
+    return [data[a:b] for a, b in itertools.pairwise(points) if b > a]
 
 
 @FUZZ
@@ -93,7 +103,7 @@ def _splits(data: bytes, cuts: list[int]) -> list[bytes]:
 def test_driver_turns_any_bytes_into_events_or_a_protocol_error(parts: list[bytes], cuts: list[int]) -> None:
     driver = Driver(max_request_line=200, max_header_bytes=400, max_header_count=8)
     data = b"".join(parts)
-    pieces = _splits(data, cuts) + [b""]  # b"": the client closes
+    pieces = [*_splits(data, cuts), b""]  # b"": the client closes
     try:
         for piece in pieces:
             driver.receive_data(piece)
