@@ -149,7 +149,7 @@ def _parse_responses(blob: bytes) -> list[int]:
     pos = 0
     while pos < len(blob):
         match = _STATUS_LINE.match(blob, pos)
-        assert match, f"garbage at {pos}: {blob[pos:pos + 60]!r}"
+        assert match, f"garbage at {pos}: {blob[pos : pos + 60]!r}"
         status = int(match.group(1))
         end = blob.index(b"\r\n\r\n", pos) + 4
         head = blob[match.end() : end].lower()

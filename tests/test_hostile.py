@@ -72,7 +72,9 @@ def req(
     version: bytes = b"HTTP/1.1",
     host: bytes = b"Host: t\r\n",
 ) -> bytes:
-    return method.encode() + b" " + target.encode() + b" " + version + b"\r\n" + host + headers + b"\r\n" + body
+    return (
+        method.encode() + b" " + target.encode() + b" " + version + b"\r\n" + host + headers + b"\r\n" + body
+    )
 
 
 def bytewise(data: bytes) -> list[bytes | float]:
@@ -131,30 +133,58 @@ BASELINE = [
     ok("get byte by byte", bytewise(req())),
     ok("get in pieces with pauses", pieces(req(), 7, 0.02)),
     ok("http/1.0 closes", req(version=b"HTTP/1.0", host=b""), closed=True),
-    ok("connection close honoured", req(headers=b"Connection: close\r\n"), closed=True,
-       headers={"connection": "close"}),
+    ok(
+        "connection close honoured",
+        req(headers=b"Connection: close\r\n"),
+        closed=True,
+        headers={"connection": "close"},
+    ),
     ok("post content-length", req("POST", headers=b"Content-Length: 5\r\n", body=b"hello"), seen=(b"hello",)),
     ok("post chunked", POST_CHUNKED + chunked(b"hel", b"lo"), seen=(b"hello",)),
     ok("chunk extensions ignored", POST_CHUNKED + b"5;name=value\r\nhello\r\n0\r\n\r\n", seen=(b"hello",)),
     ok("chunked trailers accepted", POST_CHUNKED + chunked(b"hi", trailer=b"X-T: 1\r\n"), seen=(b"hi",)),
-    ok("transfer-encoding case-insensitive", req("POST", headers=b"Transfer-Encoding: Chunked\r\n")
-       + chunked(b"abc"), seen=(b"abc",)),
+    ok(
+        "transfer-encoding case-insensitive",
+        req("POST", headers=b"Transfer-Encoding: Chunked\r\n") + chunked(b"abc"),
+        seen=(b"abc",),
+    ),
     Case("pipelined gets", req() + req(), (200, 200), False, (b"", b"")),
-    Case("pipelined post then get", req("POST", headers=b"Content-Length: 3\r\n", body=b"abc") + req(),
-         (200, 200), False, (b"abc", b"")),
-    ok("duplicate identical content-length merged (RFC 9110 8.6)",
-       req("POST", headers=b"Content-Length: 3\r\nContent-Length: 3\r\n", body=b"abc"), seen=(b"abc",)),
-    ok("content-length list of one value merged", req("POST", headers=b"Content-Length: 3, 3\r\n", body=b"abc"),
-       seen=(b"abc",)),
-    ok("expect 100-continue", [req("POST", headers=b"Content-Length: 2\r\nExpect: 100-continue\r\n"), 0.05, b"hi"],
-       seen=(b"hi",)),
+    Case(
+        "pipelined post then get",
+        req("POST", headers=b"Content-Length: 3\r\n", body=b"abc") + req(),
+        (200, 200),
+        False,
+        (b"abc", b""),
+    ),
+    ok(
+        "duplicate identical content-length merged (RFC 9110 8.6)",
+        req("POST", headers=b"Content-Length: 3\r\nContent-Length: 3\r\n", body=b"abc"),
+        seen=(b"abc",),
+    ),
+    ok(
+        "content-length list of one value merged",
+        req("POST", headers=b"Content-Length: 3, 3\r\n", body=b"abc"),
+        seen=(b"abc",),
+    ),
+    ok(
+        "expect 100-continue",
+        [req("POST", headers=b"Content-Length: 2\r\nExpect: 100-continue\r\n"), 0.05, b"hi"],
+        seen=(b"hi",),
+    ),
     ok("head", req("HEAD", "/ping"), seen=()),
     ok("obs-text in a header value (RFC 9110 5.5)", req(headers=b"X-Name: caf\xe9\r\n")),
     ok("bare LF line endings (RFC 9112 2.2)", b"GET /echo HTTP/1.1\nHost: t\n\n"),
-    ok("unread small body drained", req("POST", "/ignore", headers=b"Content-Length: 5\r\n", body=b"hello"), seen=("ignored",)),
+    ok(
+        "unread small body drained",
+        req("POST", "/ignore", headers=b"Content-Length: 5\r\n", body=b"hello"),
+        seen=("ignored",),
+    ),
     ok("upgrade h2c ignored", req(headers=b"Connection: Upgrade\r\nUpgrade: h2c\r\n")),
-    ok("body exactly at the limit", req("POST", headers=b"Content-Length: 100\r\n", body=b"x" * 100),
-       seen=(b"x" * 100,)),
+    ok(
+        "body exactly at the limit",
+        req("POST", headers=b"Content-Length: 100\r\n", body=b"x" * 100),
+        seen=(b"x" * 100,),
+    ),
     ok("request line just under the limit", req(target=FIT_TARGET)),
     ok("exactly 10 header fields (Host and 9)", req(headers=headers(9))),
 ]
@@ -171,43 +201,92 @@ SIZE_LIMITS = [
     rejected("one header value past 1 KiB", req(headers=b"X-Big: " + b"v" * 1100 + b"\r\n"), 431),
     rejected("header block past 1 KiB in pieces", pieces(req(headers=headers(8, 120)), 64, 0.01), 431),
     rejected("header block past the limit, never ended", b"GET / HTTP/1.1\r\nX-A: " + b"v" * 4000, 431),
-    rejected("content-length past max_body_size", req("POST", headers=b"Content-Length: 101\r\n",
-             body=b"x" * 101), 413, seen=("!413",)),
-    rejected("content-length past the limit with expect: no 100 sent",
-             req("POST", headers=b"Content-Length: 5000\r\nExpect: 100-continue\r\n"), 413, seen=("!413",)),
-    rejected("chunked body past the limit", POST_CHUNKED + chunked(b"x" * 60, b"y" * 60), 413, seen=("!413",)),
-    rejected("one huge chunk, cut once 100 bytes arrived",
-             POST_CHUNKED + b"100000\r\n" + b"x" * 200, 413, seen=("!413",)),
+    rejected(
+        "content-length past max_body_size",
+        req("POST", headers=b"Content-Length: 101\r\n", body=b"x" * 101),
+        413,
+        seen=("!413",),
+    ),
+    rejected(
+        "content-length past the limit with expect: no 100 sent",
+        req("POST", headers=b"Content-Length: 5000\r\nExpect: 100-continue\r\n"),
+        413,
+        seen=("!413",),
+    ),
+    rejected(
+        "chunked body past the limit", POST_CHUNKED + chunked(b"x" * 60, b"y" * 60), 413, seen=("!413",)
+    ),
+    rejected(
+        "one huge chunk, cut once 100 bytes arrived",
+        POST_CHUNKED + b"100000\r\n" + b"x" * 200,
+        413,
+        seen=("!413",),
+    ),
 ]
 
 SMUGGLING = [
-    rejected("content-length and transfer-encoding", req("POST", headers=b"Content-Length: 5\r\n" + TE)
-             + chunked(b"hello"), 400),
-    rejected("transfer-encoding and content-length", req("POST", headers=TE + b"Content-Length: 5\r\n")
-             + chunked(b"hello"), 400),
-    rejected("content-length with chunked after gzip", req("POST", headers=b"Content-Length: 3\r\n"
-             b"Transfer-Encoding: gzip, chunked\r\n") + b"abc", 400),
-    rejected("conflicting content-length fields", req("POST", headers=b"Content-Length: 3\r\nContent-Length: 4\r\n",
-             body=b"abcd"), 400),
-    rejected("conflicting content-length list", req("POST", headers=b"Content-Length: 3, 4\r\n", body=b"abcd"), 400),
+    rejected(
+        "content-length and transfer-encoding",
+        req("POST", headers=b"Content-Length: 5\r\n" + TE) + chunked(b"hello"),
+        400,
+    ),
+    rejected(
+        "transfer-encoding and content-length",
+        req("POST", headers=TE + b"Content-Length: 5\r\n") + chunked(b"hello"),
+        400,
+    ),
+    rejected(
+        "content-length with chunked after gzip",
+        req("POST", headers=b"Content-Length: 3\r\nTransfer-Encoding: gzip, chunked\r\n") + b"abc",
+        400,
+    ),
+    rejected(
+        "conflicting content-length fields",
+        req("POST", headers=b"Content-Length: 3\r\nContent-Length: 4\r\n", body=b"abcd"),
+        400,
+    ),
+    rejected(
+        "conflicting content-length list", req("POST", headers=b"Content-Length: 3, 4\r\n", body=b"abcd"), 400
+    ),
     rejected("negative content-length", req("POST", headers=b"Content-Length: -1\r\n"), 400),
     rejected("signed content-length", req("POST", headers=b"Content-Length: +3\r\n", body=b"abc"), 400),
     rejected("hex content-length", req("POST", headers=b"Content-Length: 0x3\r\n", body=b"abc"), 400),
-    rejected("content-length with 30 digits", req("POST", headers=b"Content-Length: " + b"9" * 30 + b"\r\n"), 400),
+    rejected(
+        "content-length with 30 digits", req("POST", headers=b"Content-Length: " + b"9" * 30 + b"\r\n"), 400
+    ),
     rejected("empty content-length", req("POST", headers=b"Content-Length: \r\n"), 400),
-    rejected("transfer-encoding gzip alone", req("POST", headers=b"Transfer-Encoding: gzip\r\n") + b"abc", 400),
-    rejected("chunked not the final coding", req("POST", headers=b"Transfer-Encoding: chunked, gzip\r\n")
-             + chunked(b"abc"), 400),
-    rejected("unknown coding before chunked", req("POST", headers=b"Transfer-Encoding: gzip, chunked\r\n")
-             + chunked(b"abc"), 501),
+    rejected(
+        "transfer-encoding gzip alone", req("POST", headers=b"Transfer-Encoding: gzip\r\n") + b"abc", 400
+    ),
+    rejected(
+        "chunked not the final coding",
+        req("POST", headers=b"Transfer-Encoding: chunked, gzip\r\n") + chunked(b"abc"),
+        400,
+    ),
+    rejected(
+        "unknown coding before chunked",
+        req("POST", headers=b"Transfer-Encoding: gzip, chunked\r\n") + chunked(b"abc"),
+        501,
+    ),
     rejected("chunked twice in two fields", req("POST", headers=TE + TE) + chunked(b"abc"), 400),
-    rejected("chunked twice in one field", req("POST", headers=b"Transfer-Encoding: chunked, chunked\r\n")
-             + chunked(b"abc"), 400),
-    rejected("transfer-encoding xchunked", req("POST", headers=b"Transfer-Encoding: xchunked\r\n")
-             + chunked(b"abc"), 400),
-    rejected("transfer-encoding identity", req("POST", headers=b"Transfer-Encoding: identity\r\n") + b"abc", 400),
-    rejected("transfer-encoding hidden by obs-fold", req("POST", headers=b"Transfer-Encoding:\r\n chunked\r\n")
-             + chunked(b"abc"), 400),
+    rejected(
+        "chunked twice in one field",
+        req("POST", headers=b"Transfer-Encoding: chunked, chunked\r\n") + chunked(b"abc"),
+        400,
+    ),
+    rejected(
+        "transfer-encoding xchunked",
+        req("POST", headers=b"Transfer-Encoding: xchunked\r\n") + chunked(b"abc"),
+        400,
+    ),
+    rejected(
+        "transfer-encoding identity", req("POST", headers=b"Transfer-Encoding: identity\r\n") + b"abc", 400
+    ),
+    rejected(
+        "transfer-encoding hidden by obs-fold",
+        req("POST", headers=b"Transfer-Encoding:\r\n chunked\r\n") + chunked(b"abc"),
+        400,
+    ),
     rejected("obs-fold in an ordinary header", req(headers=FOLD), 400),
     rejected("obs-fold with a tab", req(headers=b"X-A: one\r\n\ttwo\r\n"), 400),
     rejected("continuation line before any header", b"GET / HTTP/1.1\r\n X: y\r\nHost: t\r\n\r\n", 400),
@@ -219,8 +298,12 @@ SMUGGLING = [
     rejected("empty header name", req(headers=b": b\r\n"), 400),
     rejected("chunk size not hex", POST_CHUNKED + b"zz\r\nabc\r\n0\r\n\r\n", 400, seen=("!400",)),
     rejected("negative chunk size", POST_CHUNKED + b"-3\r\nabc\r\n0\r\n\r\n", 400, seen=("!400",)),
-    rejected("chunk size of 21 hex digits", POST_CHUNKED + b"1" * 21 + b"\r\nabc\r\n0\r\n\r\n", 400, seen=("!400",)),
-    rejected("chunk data longer than its size", POST_CHUNKED + b"3\r\nabcX\r\n0\r\n\r\n", 400, seen=("!400",)),
+    rejected(
+        "chunk size of 21 hex digits", POST_CHUNKED + b"1" * 21 + b"\r\nabc\r\n0\r\n\r\n", 400, seen=("!400",)
+    ),
+    rejected(
+        "chunk data longer than its size", POST_CHUNKED + b"3\r\nabcX\r\n0\r\n\r\n", 400, seen=("!400",)
+    ),
     rejected("non-ASCII in the target", b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: t\r\n\r\n", 400),
     rejected("non-ASCII in the method", b"G\xc3\xa9T / HTTP/1.1\r\nHost: t\r\n\r\n", 400),
     rejected("NUL in the target", b"GET /a\x00b HTTP/1.1\r\nHost: t\r\n\r\n", 400),
@@ -231,34 +314,75 @@ SMUGGLING = [
     rejected("HTTP/0.9 simple request", b"GET /\r\n\r\n", 400),
     rejected("missing host on HTTP/1.1", req(host=b""), 400),
     rejected("two host fields", req(host=b"Host: a\r\nHost: b\r\n"), 400),
-    rejected("TLS client hello", b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + bytes(range(32)) + b"\r\n\r\n", 400),
+    rejected(
+        "TLS client hello",
+        b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + bytes(range(32)) + b"\r\n\r\n",
+        400,
+    ),
     rejected("bare CR as a line ending", b"GET / HTTP/1.1\rHost: t\r\n\r\n", 400),
     rejected("empty line before the request line", b"\r\n" + req(), 400),
-    Case("good request, then a smuggled bad one", req() + req("POST", headers=b"Content-Length: 3\r\n" + TE),
-         (200, 400), True, (b"",)),
+    Case(
+        "good request, then a smuggled bad one",
+        req() + req("POST", headers=b"Content-Length: 3\r\n" + TE),
+        (200, 400),
+        True,
+        (b"",),
+    ),
 ]
 
 TIMEOUTS = [
-    rejected("partial head, then silence: 408 after header_timeout", b"GET /echo HTTP/1.1\r\nHost:", 408, within=1.2),
-    rejected("head trickled a byte per 50 ms is cut", [*(x for b in bytewise(req()) for x in (b, 0.05))], 408,
-             within=1.2),
+    rejected(
+        "partial head, then silence: 408 after header_timeout",
+        b"GET /echo HTTP/1.1\r\nHost:",
+        408,
+        within=1.2,
+    ),
+    rejected(
+        "head trickled a byte per 50 ms is cut",
+        [*(x for b in bytewise(req()) for x in (b, 0.05))],
+        408,
+        within=1.2,
+    ),
     Case("connect and say nothing: closed after keepalive_timeout", b"", (), True, within=1.5),
-    Case("idle after a response: closed after keepalive_timeout", [req(), 1.0], (200,), True, (b"",), within=2.5),
-    rejected("partial body, then silence: 408", req("POST", headers=b"Content-Length: 10\r\n", body=b"abc"), 408,
-             seen=("!408",), within=1.2),
+    Case(
+        "idle after a response: closed after keepalive_timeout",
+        [req(), 1.0],
+        (200,),
+        True,
+        (b"",),
+        within=2.5,
+    ),
+    rejected(
+        "partial body, then silence: 408",
+        req("POST", headers=b"Content-Length: 10\r\n", body=b"abc"),
+        408,
+        seen=("!408",),
+        within=1.2,
+    ),
     rejected("chunked body stalls: 408", POST_CHUNKED + b"a\r\nabc", 408, seen=("!408",), within=1.2),
     # body_timeout bounds each read, like nginx's client_body_timeout.
-    ok("body trickled a byte per 50 ms completes",
-       [req("POST", headers=b"Content-Length: 4\r\n"), *(x for b in bytewise(b"abcd") for x in (b, 0.05))],
-       seen=(b"abcd",)),
+    ok(
+        "body trickled a byte per 50 ms completes",
+        [req("POST", headers=b"Content-Length: 4\r\n"), *(x for b in bytewise(b"abcd") for x in (b, 0.05))],
+        seen=(b"abcd",),
+    ),
 ]
 
 EOF_CASES = [
     rejected("half-close mid head", [b"GET /echo HTTP/1.1\r\nHo", "shut"], 400),  # type: ignore[list-item]
-    Case("half-close after a whole request: answered, then closed", [req(), "shut"], (200,), True,  # type: ignore[list-item]
-         (b"",)),
-    rejected("half-close mid body", [req("POST", headers=b"Content-Length: 10\r\n", body=b"abc"), "shut"], 400,  # type: ignore[list-item]
-             seen=("!400",)),
+    Case(
+        "half-close after a whole request: answered, then closed",
+        [req(), "shut"],
+        (200,),
+        True,  # type: ignore[list-item]
+        (b"",),
+    ),
+    rejected(
+        "half-close mid body",
+        [req("POST", headers=b"Content-Length: 10\r\n", body=b"abc"), "shut"],
+        400,  # type: ignore[list-item]
+        seen=("!400",),
+    ),
 ]
 
 CASES = BASELINE + SIZE_LIMITS + SMUGGLING + TIMEOUTS + EOF_CASES

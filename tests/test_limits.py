@@ -239,7 +239,9 @@ def test_server_header_is_off_by_default_and_configurable(serve: object) -> None
     assert Config().server_header is None
 
 
-def test_crlf_in_a_header_value_is_refused_at_the_api(serve: object, caplog: pytest.LogCaptureFixture) -> None:
+def test_crlf_in_a_header_value_is_refused_at_the_api(
+    serve: object, caplog: pytest.LogCaptureFixture
+) -> None:
     server = serve(access_log=False)  # type: ignore[operator]
     with RawClient(server.address) as client:
         client.send(GET % b"/bad-header")

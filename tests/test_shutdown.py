@@ -85,7 +85,9 @@ def test_graceful_stop_sequence(gate: Gate, caplog: pytest.LogCaptureFixture) ->
         assert idle.closed_by_server(1.0) and not idle.reset
         assert time.monotonic() - started < 0.5
         # Open streams get their final event, then the end of the stream.
-        assert wait_until(lambda: b"event: shutdown" in stream.buffer or not stream._fill(time.monotonic() + 3))
+        assert wait_until(
+            lambda: b"event: shutdown" in stream.buffer or not stream._fill(time.monotonic() + 3)
+        )
         assert stream.closed_by_server(2.0) or b"event: shutdown" in stream.buffer
         assert b"event: shutdown" in stream.buffer and stream.buffer.rstrip().endswith(b"0")
         # No new connections.
