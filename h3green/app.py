@@ -200,6 +200,12 @@ class H3:
         self._chain = chain
 
     def _dispatch(self, event: H3Event) -> Response:
+        if event.path == "*":
+            # RFC 9110 §9.3.7: "OPTIONS *" asks about the server as a whole, not a resource.
+            methods = {method for method, _ in self.router.routes() if method != "*"}
+            if "GET" in methods:
+                methods.add("HEAD")
+            return Response(None, 204, {"allow": ", ".join(sorted({*methods, "OPTIONS"}))})
         match = self.router.match(event.method, event.path)
         handler = match.handler
         if handler is None:
@@ -216,10 +222,11 @@ class H3:
     def handle(self, event: H3Event) -> Response:
         """Run hooks, middleware and the matching handler; always returns a response."""
         try:
-            try:
-                event.path = normalize_path(event.path)
-            except InvalidPath as exc:
-                raise HTTPError(400, str(exc)) from None
+            if event.path != "*" or event.method != "OPTIONS":
+                try:
+                    event.path = normalize_path(event.path)
+                except InvalidPath as exc:
+                    raise HTTPError(400, str(exc)) from None
             for hook in self.on_request:
                 hook(event)
             chain = self._chain

@@ -97,6 +97,10 @@ class H3Event:
         #: The request target exactly as sent (path and query, not decoded).
         self.target = target
         raw_path, _, self.query_string = target.partition("?")
+        if raw_path[:1] != "/" and "://" in raw_path:
+            # RFC 9112 §3.2.2: "a server MUST accept the absolute-form in requests" (what
+            # clients send to a proxy); the authority is not part of the routing path.
+            raw_path = "/" + raw_path.partition("://")[2].partition("/")[2]
         #: The decoded, canonical path used for routing (set by the app).
         self.path = raw_path if path is None else path
         self.headers = headers

@@ -68,6 +68,10 @@ class _MemorySocket:
         if data:
             self.outbound.put(bytes(data))
 
+    def send(self, data: bytes, flags: int = 0, timeout: float | None = None) -> int:
+        self.sendall(data)  # an in-memory peer takes everything at once
+        return len(data)
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
@@ -229,10 +233,9 @@ class _ClientConnection:
     def body_pieces(self, timeout: float = 30.0) -> Iterator[bytes]:
         while True:
             event = self.next_event(timeout)
-            if type(event) is h11.Data:
-                yield bytes(event.data)
-            elif type(event) is h11.EndOfMessage or type(event) is h11.ConnectionClosed:
-                return
+            if type(event) is not h11.Data:
+                return  # EndOfMessage, or ConnectionClosed for a close-delimited body
+            yield bytes(event.data)
 
     def disconnect(self) -> None:
         self.sock.inbound.put(_EOF)

@@ -206,3 +206,22 @@ def test_a_pattern_that_exists_for_another_method_only() -> None:
     app.post("/things/:id", echo)
     res = TestClient(app).get("/things/1")
     assert (res.status, res.headers["allow"]) == (405, "OPTIONS, POST")
+
+
+def test_options_asterisk_describes_the_server() -> None:
+    app = H3()
+    app.get("/a", echo)
+    app.post("/b", echo)
+    app.all("/c", echo)
+    res = TestClient(app).options("*")
+    assert (res.status, res.body) == (204, b"")
+    assert res.headers["allow"] == "GET, HEAD, OPTIONS, POST"
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_asterisk_target_for_other_methods_is_a_400(method: str) -> None:
+    app = H3()
+    app.all("/x", echo)
+    res = TestClient(app).request(method, "*")
+    assert res.status == 400
+    assert res.json()["message"] == "path must start with '/'"

@@ -178,3 +178,12 @@ def test_streaming_handler_sees_pieces() -> None:
 
     res = TestClient(app).post("/count", data=b"q" * 5000, headers={"transfer-encoding": "chunked"})
     assert res.json() == {"total": 5000, "pieces": True}
+
+
+def test_read_text_finds_charset_among_other_parameters() -> None:
+    res = TestClient(echo_app()).post(
+        "/text",
+        data="naïve".encode("latin-1"),
+        headers={"content-type": "text/plain; format=flowed; Charset=latin-1"},
+    )
+    assert res.text == "naïve"

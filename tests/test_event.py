@@ -126,3 +126,24 @@ def test_headers_are_case_insensitive_on_the_wire() -> None:
     app = H3()
     app.get("/", lambda e: [e.headers.get("x-Custom"), "x-custom" in e.headers, e.headers.get("absent")])
     assert TestClient(app).get("/", headers={"X-CUSTOM": "v"}).json() == ["v", True, None]
+
+
+@pytest.mark.parametrize(
+    ("target", "path", "query"),
+    [
+        ("http://example.org/users/1?x=1", "/users/1", "x=1"),
+        ("http://example.org", "/", ""),
+        ("https://example.org:8443/a/b/", "/a/b/", ""),
+        ("http://example.org?q=1", "/", "q=1"),
+    ],
+)
+def test_absolute_form_targets(target: str, path: str, query: str) -> None:
+    event = H3Event("GET", target, Headers())
+    assert (event.path, event.query_string, event.target) == (path, query, target)
+
+
+def test_absolute_form_routes_over_the_wire() -> None:
+    app = H3()
+    app.get("/users/:id", lambda e: [e.params["id"], e.get_query("x")])
+    res = TestClient(app).get("http://example.org/users/1?x=2")
+    assert res.json() == ["1", "2"]

@@ -377,3 +377,19 @@ def test_to_response_passes_responses_through_and_sse() -> None:
 
 def test_json_dumps_is_compact_utf8() -> None:
     assert json_dumps({"a": "é", "b": [1, 2]}) == '{"a":"é","b":[1,2]}'.encode()
+
+
+def test_event_stream_returned_after_start_sse() -> None:
+    from h3green import EventStream
+
+    app = H3()
+
+    @app.get("/events")
+    def events(event: H3Event) -> EventStream:
+        event.start_sse(headers={"x-stream": "1"})
+        return EventStream(["a", "b"])
+
+    with TestClient(app).stream("GET", "/events") as stream:
+        assert stream.headers["content-type"] == "text/event-stream; charset=utf-8"
+        assert stream.headers["x-stream"] == "1"
+        assert [e.data for e in stream.iter_events()] == ["a", "b"]

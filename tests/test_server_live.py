@@ -460,3 +460,45 @@ def test_stop_closes_idle_keep_alive_connections(serve: Any) -> None:
     server.stop(timeout=2)
     assert raw.closed_by_server()
     assert not server.connections
+
+
+def test_accepted_sockets_have_tcp_nodelay(serve: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    from h3green import server as server_module
+
+    flags: list[int] = []
+    original = server_module.Connection
+
+    class Recording(original):  # type: ignore[misc, valid-type]
+        __slots__ = ()
+
+        def __init__(self, sock: Any, *args: Any) -> None:
+            flags.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            super().__init__(sock, *args)
+
+    monkeypatch.setattr(server_module, "Connection", Recording)
+    _, connect = serve()
+    raw = connect()
+    raw.send(request("GET", "/"))
+    assert raw.response().status == 200
+    assert len(flags) == 1 and flags[0] != 0
+
+
+def test_small_response_is_one_write(serve: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from h3green import server as server_module
+
+    writes: list[bytes] = []
+    original_send = server_module.Connection.send
+
+    def counting_send(self: Any, data: bytes, timeout: float | None) -> None:
+        writes.append(data)
+        original_send(self, data, timeout)
+
+    monkeypatch.setattr(server_module.Connection, "send", counting_send)
+    _, connect = serve()
+    raw = connect()
+    raw.send(request("GET", "/?n=1"))
+    reply = raw.response()
+    assert len(writes) == 1  # head and body in one sendall: no Nagle/delayed-ACK stall
+    assert writes[0].endswith(reply.body) and writes[0].startswith(b"HTTP/1.1 200 OK\r\n")

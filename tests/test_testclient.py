@@ -9,7 +9,7 @@ import gevent.event
 import pytest
 
 from h3green import H3, H3Event
-from h3green.testing import TestClient, TestResponse
+from h3green.testing import TestClient, TestResponse, _MemorySocket, parse_sse_lines
 
 
 def echo(event: H3Event) -> dict[str, Any]:
@@ -122,3 +122,54 @@ def test_timeout_when_the_app_never_answers() -> None:
         client.get("/")
     # The server side was ended with the failed request, not left waiting.
     assert ended == [True]
+
+
+def test_form_data_keeps_a_given_content_type(client: TestClient) -> None:
+    body = client.post("/echo", data={"a": "1"}, headers={"content-type": "text/x-form"}).json()
+    assert ["content-type", "text/x-form"] in body["headers"]
+    assert body["body"] == "a=1"
+
+
+def test_memory_socket_behaves_like_a_socket() -> None:
+    sock = _MemorySocket()
+    sock.inbound.put(b"abcdef")
+    assert sock.recv(4) == b"abcd"
+    assert sock.recv(4) == b"ef"  # the rest of the pending piece, no new get
+    sock.sendall(b"")  # an empty write sends nothing
+    sock.sendall(b"out")
+    assert sock.outbound.get_nowait() == b"out"
+    sock.settimeout(0.01)
+    with pytest.raises(TimeoutError):
+        sock.recv(1)
+    sock.inbound.put(b"")
+    assert sock.recv(1) == b"" and sock.recv(1) == b""  # EOF stays EOF
+    sock.close()
+    sock.close()
+    assert sock.outbound.get_nowait() == b"" and sock.outbound.empty()
+    with pytest.raises(OSError, match="socket is closed"):
+        sock.recv(1)
+    with pytest.raises(BrokenPipeError):
+        sock.sendall(b"x")
+
+
+def test_sse_line_parser_follows_the_whatwg_rules() -> None:
+    lines = [
+        ": comment",
+        "data:no space",
+        "data:  two spaces",
+        "event: custom",
+        "id: 7",
+        "retry: 1500",
+        "unknown: ignored",
+        "",
+        "data: second",
+        "retry: soon",  # not digits: ignored
+        "id: bad\x00id",  # NUL: ignored, the last id stays
+        "",
+        "",  # a blank line without data dispatches nothing
+    ]
+    first, second = list(parse_sse_lines(iter(lines)))
+    assert (first.data, first.event, first.id, first.retry) == ("no space\n two spaces", "custom", "7", 1500)
+    assert (second.data, second.event, second.id, second.retry) == ("second", "message", "7", None)
+    assert repr(second) == "ServerSentEvent(event='message', data='second', id='7')"
+    assert next(parse_sse_lines(iter(['data: {"a": 1}', ""]))).json() == {"a": 1}
