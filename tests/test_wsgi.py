@@ -466,7 +466,7 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
+    daemon_threads = False  # server_close() joins every request thread: none leaks
 
 
 def _read_events(port: int, count: int, out: list[list[str]]) -> None:
@@ -495,6 +495,7 @@ def test_sse_under_threaded_wsgiref_without_gevent() -> None:
                 writer.send_event(f"{writer.event.remote_addr}-{n}")
                 time.sleep(0.01)  # a blocking sleep holds up this stream's thread only
 
+    threads_before = threading.active_count()
     server = make_server("127.0.0.1", 0, sse_app(stream), _ThreadingWSGIServer, _QuietHandler)
     port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
@@ -526,6 +527,7 @@ def test_sse_under_threaded_wsgiref_without_gevent() -> None:
         server.server_close()
         thread.join(5)
     assert not thread.is_alive()
+    assert threading.active_count() == threads_before
 
 
 def test_closing_a_body_that_fails_is_logged(caplog: pytest.LogCaptureFixture) -> None:
