@@ -446,12 +446,18 @@ class Connection:
         the response says ``Connection: close`` and the connection ends after it, rather
         than idling for ``body_timeout`` on a body that may never come.
         """
-        if self.driver.request_done:
+        driver = self.driver
+        if driver.request_done:
+            return False
+        declared = event.headers.get("content-length")
+        if declared in (None, "0") and "transfer-encoding" not in event.headers:
+            # No body at all (a GET, say): take its end now, so the request counts as
+            # done and an error answer (a 400 from a handler) keeps the connection open.
+            driver.next_event()
             return False
         body = event._body
         if isinstance(body, _ConnectionBody) and body._continue_pending:
             return True
-        declared = event.headers.get("content-length")
         return declared is not None and declared.isdigit() and int(declared) > self.config.max_drain_bytes
 
     def _finish_cycle(self) -> bool:

@@ -502,3 +502,21 @@ def test_small_response_is_one_write(serve: Any, monkeypatch: pytest.MonkeyPatch
     reply = raw.response()
     assert len(writes) == 1  # head and body in one sendall: no Nagle/delayed-ACK stall
     assert writes[0].endswith(reply.body) and writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
+
+
+def test_handler_400_on_a_bodyless_request_keeps_the_connection(serve: Any) -> None:
+    app = H3()
+
+    @app.get("/check")
+    def check(event: H3Event) -> str:
+        if event.get_query("id") != "ok":
+            raise HTTPError(400, "id must be ok")
+        return "fine"
+
+    _, connect = serve(app)
+    raw = connect()
+    raw.send(request("GET", "/check?id=bad"))
+    reply = raw.response()
+    assert (reply.status, reply.header("connection")) == (400, None)
+    raw.send(request("GET", "/check?id=ok"))
+    assert raw.response().body == b"fine"
