@@ -454,6 +454,9 @@ class Connection:
             # No body at all (a GET, say): take its end now, so the request counts as
             # done and an error answer (a 400 from a handler) keeps the connection open.
             driver.next_event()
+            body = event._body
+            if isinstance(body, _ConnectionBody):
+                body._done = True  # a streamed response that reads it later gets b""
             return False
         body = event._body
         if isinstance(body, _ConnectionBody) and body._continue_pending:

@@ -520,3 +520,18 @@ def test_handler_400_on_a_bodyless_request_keeps_the_connection(serve: Any) -> N
     assert (reply.status, reply.header("connection")) == (400, None)
     raw.send(request("GET", "/check?id=ok"))
     assert raw.response().body == b"fine"
+
+
+def test_stream_reading_an_absent_body_late(serve: Any) -> None:
+    app = H3()
+
+    @app.get("/late")
+    def late(event: H3Event) -> Iterator[bytes]:
+        yield b"before,"
+        yield b"body=" + event.read_body()  # read while streaming, after the head went out
+
+    _, connect = serve(app)
+    raw = connect()
+    raw.send(request("GET", "/late") + request("GET", "/late"))
+    assert raw.response().body == b"before,body="
+    assert raw.response().body == b"before,body="
