@@ -9,6 +9,7 @@ anything a handler did: an ``HTTPError`` becomes its status, anything else a log
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -33,6 +34,9 @@ ErrorHook = Callable[[BaseException, H3Event], object]
 Chain = Callable[[H3Event], Response]
 
 H = TypeVar("H", bound=Handler)
+
+# RFC 9110 §9.1: a method is a token (§5.6.2), so M-SEARCH and other extensions qualify.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Z]+")
 
 
 def _as_list(hooks: Any) -> list[Any]:
@@ -84,7 +88,7 @@ class H3:
     def on(self, method: str, path: str, handler: H | None = None) -> H | Callable[[H], H]:
         """Route *method* (or ``"*"`` for any) on *path* to *handler*; also a decorator."""
         method = method.upper()
-        if method != "*" and not method.isalpha():
+        if method != "*" and _TOKEN.fullmatch(method) is None:
             raise ValueError(f"invalid HTTP method {method!r}")
 
         def register(func: H) -> H:
@@ -178,6 +182,10 @@ class H3:
         prefix = "/" + prefix.strip("/")
         if prefix == "/":
             raise ValueError("mount prefix must not be the root; register routes instead")
+        if any(segment[:1] in (":", "*") for segment in prefix.split("/")):
+            # The mounted app sees the path with the prefix cut off by length, which only
+            # a static prefix makes well-defined.
+            raise ValueError(f"mount prefix must be static, got {prefix!r}")
         handler: Handler
         if isinstance(app, H3):
             handler = _MountedH3(app, prefix)

@@ -66,13 +66,15 @@ def test_on_with_any_method_name() -> None:
     def report(event: H3Event) -> str:
         return "report"
 
+    app.on("m-search", "/", lambda e: e.method)
     client = TestClient(app)
+    assert client.request("M-SEARCH", "/").text == "M-SEARCH"
     assert client.request("PURGE", "/cache").text == "purged"
     assert client.request("REPORT", "/r").text == "report"
     assert client.get("/cache").status == 405
 
 
-@pytest.mark.parametrize("method", ["GE T", "", "G3T", "GET\r\n"])
+@pytest.mark.parametrize("method", ["GE T", "", "GET\r\n", "G(T", "GET/1", "GÉT"])
 def test_on_refuses_invalid_method(method: str) -> None:
     with pytest.raises(ValueError, match="invalid HTTP method"):
         H3().on(method, "/", echo)

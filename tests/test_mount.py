@@ -113,3 +113,9 @@ def test_root_prefix_is_refused(prefix: str) -> None:
 def test_mounting_something_else_is_refused() -> None:
     with pytest.raises(TypeError, match="cannot mount 42: not an H3 app nor a WSGI callable"):
         H3().mount("/x", 42)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("prefix", ["/users/:id", "/files/*", "/a/**", "/docs/**:rest"])
+def test_dynamic_prefix_is_refused(prefix: str) -> None:
+    with pytest.raises(ValueError, match="mount prefix must be static"):
+        H3().mount(prefix, H3())
