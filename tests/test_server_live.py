@@ -535,3 +535,29 @@ def test_stream_reading_an_absent_body_late(serve: Any) -> None:
     raw.send(request("GET", "/late") + request("GET", "/late"))
     assert raw.response().body == b"before,body="
     assert raw.response().body == b"before,body="
+
+
+def test_serve_blocks_until_sigterm_then_stops_gracefully(reads: list[str]) -> None:
+    import os
+    import signal
+
+    from h3green import serve
+
+    listener = gevent.socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    runner = gevent.spawn(serve, make_app(reads), listener=listener, access_log=False)
+    try:
+        raw = Raw(listener.getsockname())
+        raw.send(request("GET", "/?n=1"))
+        # Answered: serve() has started and installed its signal handlers.
+        assert raw.response().json()["n"] == "1"
+        assert not runner.dead
+        os.kill(os.getpid(), signal.SIGTERM)
+        runner.join(timeout=DEADLINE)
+        assert runner.dead and runner.successful()
+        assert raw.closed_by_server()  # the idle keep-alive connection was closed
+        raw.close()
+    finally:
+        runner.kill()
+        listener.close()
