@@ -60,6 +60,7 @@ _FRAMING_HEADERS: Final = frozenset({"content-length", "transfer-encoding"})
 _UNREAD_BODY_CLOSES: Final = frozenset({400, 408, 413})
 _CLOSE_TIMEOUT: Final = 1.0  # how long a killed stream callback gets for its cleanup
 _REFUSE_TIMEOUT: Final = 1.0  # seconds a refused (503) connection gets to read its answer
+_LINGER_TIME: Final = 1.0  # seconds a rejected client gets to finish sending before the close
 
 
 @dataclasses.dataclass(slots=True)
@@ -367,7 +368,10 @@ class Connection:
             unread = self._unread_body_is_lost(event)
             if unread:
                 response.headers.set("connection", "close")
-            if not self._send_response(event, response) or unread:
+            if not self._send_response(event, response):
+                return
+            if unread:
+                self._linger()
                 return
             if not self._finish_cycle():
                 return
@@ -434,8 +438,28 @@ class Connection:
         try:
             self.send(data, self.config.write_timeout)
         except OSError:
+            return
+        finally:
+            self._log_access(None, status, 0)
+        self._linger()
+
+    def _linger(self) -> None:
+        """Half-close, then read and drop what the client still sends, for a moment.
+
+        Closing a socket with unread input makes the kernel answer with a reset, which can
+        destroy the response just sent before the client has read it; like nginx's
+        ``lingering_close``, wait for the client's end, for at most ``_LINGER_TIME``.
+        """
+        sock = self.sock
+        deadline = time.monotonic() + _LINGER_TIME
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            while (remaining := deadline - time.monotonic()) > 0:
+                sock.settimeout(remaining)
+                if not sock.recv(_RECV_SIZE):
+                    return
+        except OSError:
             pass
-        self._log_access(None, status, 0)
 
     def _unread_body_is_lost(self, event: H3Event) -> bool:
         """Is the unread rest of the request body not worth waiting for?
@@ -479,6 +503,7 @@ class Connection:
                             return False
                         drained += len(data)
                         if drained > self.config.max_drain_bytes:
+                            self._linger()
                             return False
                         driver.receive_data(data)
                     elif type(event) is ClientClosed:

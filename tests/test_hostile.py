@@ -18,6 +18,7 @@ import socket
 import time
 from collections.abc import Iterator
 
+import gevent
 import pytest
 from _rawhttp import RawClient, RawResponse, Script, live_greenlets, wait_until, warm_up
 
@@ -200,6 +201,11 @@ SIZE_LIMITS = [
     rejected("100 header fields in one read", req(headers=headers(100)), 431),
     rejected("one header value past 1 KiB", req(headers=b"X-Big: " + b"v" * 1100 + b"\r\n"), 431),
     rejected("header block past 1 KiB in pieces", pieces(req(headers=headers(8, 120)), 64, 0.01), 431),
+    rejected(
+        "200 KB head in one write: the 431 is read, not reset",
+        req(headers=b"X-Big: " + b"v" * 200_000 + b"\r\n"),
+        431,
+    ),
     rejected("header block past the limit, never ended", b"GET / HTTP/1.1\r\nX-A: " + b"v" * 4000, 431),
     rejected(
         "content-length past max_body_size",
@@ -408,22 +414,13 @@ def server() -> Iterator[Server]:
 LEAKS = (b"Traceback", b"bytearray", b"h11", b'File "', b".py", b"Python", b"gevent")
 
 
-def _run(server: Server, case: Case) -> tuple[list[RawResponse], RawClient]:
-    client = RawClient(server.address)
-    script = case.script
+def _play(client: RawClient, script: Script) -> None:
     items = [script] if isinstance(script, bytes) else list(script)
     for item in items:
         if item == "shut":
             client.sock.shutdown(socket.SHUT_WR)
         elif not client.send_failed:  # the server may close early: stop writing then
             client.send([item])  # type: ignore[list-item]
-    responses = []
-    head_only = isinstance(script, bytes) and script.startswith(b"HEAD ")
-    for _ in case.statuses:
-        response = client.response(head_only=head_only)
-        assert response is not None, f"expected {case.statuses}, got a close after {responses}"
-        responses.append(response)
-    return responses, client
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
@@ -431,8 +428,15 @@ def test_conversation(server: Server, case: Case, caplog: pytest.LogCaptureFixtu
     caplog.set_level(logging.INFO, logger="h3green")
     SEEN.clear()
     started = time.monotonic()
-    responses, client = _run(server, case)
-    with client:
+    with RawClient(server.address) as client:
+        # The script plays on while responses are read, as a real client's would.
+        sender = gevent.spawn(_play, client, case.script)
+        head_only = isinstance(case.script, bytes) and case.script.startswith(b"HEAD ")
+        responses: list[RawResponse] = []
+        for _ in case.statuses:
+            response = client.response(head_only=head_only)
+            assert response is not None, f"expected {case.statuses}, got a close after {responses}"
+            responses.append(response)
         assert [r.status for r in responses] == list(case.statuses)
         for response in responses:
             assert response.header("server") is None
@@ -447,12 +451,16 @@ def test_conversation(server: Server, case: Case, caplog: pytest.LogCaptureFixtu
         if case.closed:
             assert client.closed_by_server(), "the server kept the connection open"
             assert not client.reset, "the server reset the connection instead of closing it"
+            assert time.monotonic() - started < case.within
+            sender.kill()
         else:
+            sender.join(case.within)
+            assert sender.dead
             assert final is not None and final.header("connection") != "close"
             client.send(req("GET", "/ping"))
             follow_up = client.response()
             assert follow_up is not None and follow_up.status == 200 and follow_up.body == b"pong"
-    assert time.monotonic() - started < case.within
+            assert time.monotonic() - started < case.within
     assert tuple(SEEN) == case.seen
     assert wait_until(lambda: not server.connections), "the connection was not released"
     problems = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
