@@ -13,7 +13,7 @@ import gevent.event
 import gevent.socket
 import pytest
 
-from h3green import H3, H3Event, HTTPError, Server
+from h3green import H3, H3Event, HTTPError, Response, Server
 
 pytestmark = pytest.mark.live
 
@@ -561,3 +561,51 @@ def test_serve_blocks_until_sigterm_then_stops_gracefully(reads: list[str]) -> N
     finally:
         runner.kill()
         listener.close()
+
+
+def test_client_leaving_mid_stream_closes_the_generator(serve: Any) -> None:
+    closed = gevent.event.Event()
+    produced: list[int] = []
+
+    def endless(event: H3Event) -> Iterator[bytes]:
+        try:
+            for i in range(10_000):  # bounded: ~640 MB, far more than any socket buffer
+                produced.append(i)
+                yield b"x" * 65536
+        finally:
+            closed.set()
+
+    app = H3()
+    app.get("/endless", endless)
+    server, connect = serve(app)
+    raw = connect()
+    raw.send(request("GET", "/endless"))
+    raw._until(b"\r\n\r\n")
+    raw.close()  # leave with the server blocked writing
+    assert closed.wait(DEADLINE), "the generator was not closed after the client left"
+    assert len(produced) < 10_000
+    deadline = time.monotonic() + DEADLINE
+    while server.connections:
+        assert time.monotonic() < deadline
+        gevent.sleep(0.01)
+
+
+def test_failing_close_of_a_body_is_logged(serve: Any, caplog: pytest.LogCaptureFixture) -> None:
+    class Body:
+        def __iter__(self) -> Iterator[bytes]:
+            return iter([b"a", b"b"])
+
+        def close(self) -> None:
+            raise OSError("close failed")
+
+    app = H3()
+    app.get("/", lambda e: Response(Body()))
+    _, connect = serve(app)
+    raw = connect()
+    with caplog.at_level(logging.ERROR, logger="h3green"):
+        raw.send(request("GET", "/"))
+        assert raw.response().body == b"ab"
+        raw.send(request("GET", "/"))  # the connection is unaffected
+        assert raw.response().body == b"ab"
+    failures = [r for r in caplog.records if r.getMessage() == "closing a response body failed"]
+    assert len(failures) == 2
