@@ -4,6 +4,7 @@ processes (``python examples/x.py`` and ``python -m h3green examples.x:app``) ov
 from __future__ import annotations
 
 import http.client
+import importlib.util
 import json
 import os
 import signal
@@ -11,16 +12,29 @@ import socket
 import subprocess
 import sys
 import time
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from examples import hello, rest_api
 from h3green.testing import TestClient
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_example(name: str) -> types.ModuleType:
+    """Import examples/<name>.py by path, whatever the current directory is."""
+    spec = importlib.util.spec_from_file_location(f"examples.{name}", ROOT / "examples" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+hello = load_example("hello")
+rest_api = load_example("rest_api")
 STARTUP_DEADLINE = 20.0
 
 
