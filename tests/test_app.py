@@ -218,6 +218,9 @@ def test_options_asterisk_describes_the_server() -> None:
     res = TestClient(app).options("*")
     assert (res.status, res.body) == (204, b"")
     assert res.headers["allow"] == "GET, HEAD, OPTIONS, POST"
+    post_only = H3()
+    post_only.post("/b", echo)
+    assert TestClient(post_only).options("*").headers["allow"] == "OPTIONS, POST"
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
