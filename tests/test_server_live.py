@@ -433,6 +433,21 @@ def test_warns_when_gevent_is_not_patched(caplog: pytest.LogCaptureFixture) -> N
         server.stop(timeout=1)
 
 
+def test_no_warning_when_gevent_is_patched(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gevent.monkey
+
+    monkeypatch.setattr(gevent.monkey, "is_module_patched", lambda name: True)
+    server = Server(H3(), port=0, access_log=False)
+    with caplog.at_level(logging.WARNING, logger="h3green"):
+        server.start()
+    try:
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    finally:
+        server.stop(timeout=1)
+
+
 def test_server_refuses_a_non_h3_app() -> None:
     with pytest.raises(TypeError, match="Server serves an H3 app"):
         Server(lambda environ, start: [], port=0)  # type: ignore[arg-type]
