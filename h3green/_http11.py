@@ -294,7 +294,7 @@ class Driver:
             raise ProtocolError(400, _BOTH_LENGTHS)
         try:
             text_target = target.decode("ascii")
-        except UnicodeDecodeError:
+        except UnicodeDecodeError:  # pragma: no cover - h11 refuses such request lines first
             raise ProtocolError(400, "non-ASCII byte in request target") from None
         return RequestHead(
             request.method.decode("ascii"),

@@ -336,7 +336,26 @@ SMUGGLING = [
     ),
 ]
 
+DRAIN = [
+    Case(
+        "unread chunked body past max_drain_bytes: answered, then closed",
+        req("POST", "/ignore", headers=TE) + chunked(*[b"z" * 4096] * 20),
+        (200,),
+        True,
+        ("ignored",),
+    ),
+]
+
 TIMEOUTS = [
+    Case(
+        "pipelined request, then half a head: 200, then 408",
+        req() + b"GET /echo HTTP/1.1\r\nHo",
+        (200, 408),
+        True,
+        (b"",),
+        headers={"connection": "close"},
+        within=1.2,
+    ),
     rejected(
         "partial head, then silence: 408 after header_timeout",
         b"GET /echo HTTP/1.1\r\nHost:",
@@ -391,7 +410,7 @@ EOF_CASES = [
     ),
 ]
 
-CASES = BASELINE + SIZE_LIMITS + SMUGGLING + TIMEOUTS + EOF_CASES
+CASES = BASELINE + SIZE_LIMITS + SMUGGLING + DRAIN + TIMEOUTS + EOF_CASES
 
 
 def test_the_suite_has_at_least_60_cases() -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
+import os
 import re
 import subprocess
 import sys
@@ -261,3 +263,115 @@ def test_every_config_field_is_documented_in_the_readme() -> None:
     section = readme.split("## Limits and defaults", 1)[1].split("\n## ", 1)[0]
     for field in dataclasses.fields(Config):
         assert f"`{field.name}`" in section, f"{field.name} is not in README's Limits and defaults"
+
+
+# -- in-process checks of the same paths (the subprocess above is not measured) --------
+
+
+def test_accept_back_off_doubles_then_resets(serve: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gevent.server import StreamServer
+
+    failures = [errno.EMFILE, errno.ENFILE, errno.EMFILE]
+    real = StreamServer.do_read
+
+    def flaky(self: StreamServer) -> object:
+        if failures:
+            raise OSError(failures.pop(0), os.strerror(errno.EMFILE))
+        return real(self)
+
+    monkeypatch.setattr(StreamServer, "do_read", flaky)
+    server = serve(access_log=False)  # type: ignore[operator]
+    listener = server._server
+    with RawClient(server.address) as client:
+        client.send(GET % b"/ping")
+        response = client.response()
+    assert response is not None and response.status == 200
+    assert not failures and listener.accept_delay == listener.min_delay
+
+    failures.append(errno.EINVAL)  # not exhaustion: gevent's own handling applies
+    with pytest.raises(OSError):
+        listener.do_read()
+
+
+def test_stop_while_accepting_is_paused(serve: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gevent.server import StreamServer
+
+    def exhausted(self: StreamServer) -> object:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    server = serve(access_log=False)  # type: ignore[operator]
+    monkeypatch.setattr(StreamServer, "do_read", exhausted)
+    client = RawClient(server.address)
+    listener = server._server
+    assert wait_until(lambda: listener._resume_timer is not None)
+    server.stop(0.5)
+    assert listener._resume_timer is None
+    assert client.closed_by_server()
+    client.close()
+
+
+def test_refused_connections_beyond_the_overflow_are_closed_without_a_word(serve: object) -> None:
+    server = serve(max_connections=1, access_log=False)  # type: ignore[operator]
+    with RawClient(server.address) as holder, RawClient(server.address) as refused:
+        holder.send(GET % b"/ping")
+        assert holder.response() is not None
+        # ``refused`` reads its 503 but does not close: its refusal lingers for a second.
+        assert (answer := refused.response()) is not None and answer.status == 503
+        with RawClient(server.address) as dropped:
+            assert dropped.closed_by_server() and dropped.buffer == b""
+
+
+def test_rejection_fallbacks_over_the_memory_socket() -> None:
+    from h3green.server import Connection
+    from h3green.testing import _MemorySocket
+
+    config = Config(access_log=False)
+    # h11 has already sent a head, so it refuses to frame another: our own bytes go out.
+    sock = _MemorySocket()
+    conn = Connection(sock, ("127.0.0.1", 1), make_app(), config)
+    conn.driver.receive_data(GET % b"/ping")
+    conn.driver.next_event()
+    conn.driver.head(200, [(b"content-length", b"1")])
+    sock.inbound.put(b"")  # the client's end, so the lingering close ends at once
+    conn._reject(400, "bad")
+    out = sock.outbound.get(timeout=1)
+    assert out.startswith(b"HTTP/1.1 400 Bad Request\r\n") and out.endswith(b'"message":"bad"}')
+    # A client that is gone: nothing to send to, nothing raised.
+    sock = _MemorySocket()
+    conn = Connection(sock, ("127.0.0.1", 1), make_app(), config)
+    sock.close()
+    conn._reject(400, "bad")
+
+
+def test_a_connection_that_starts_during_shutdown_reads_nothing() -> None:
+    from h3green.server import Connection, _Registry
+    from h3green.testing import _MemorySocket
+
+    registry = _Registry()
+    registry.closing = True
+    sock = _MemorySocket()
+    sock.inbound.put(GET % b"/ping")
+    Connection(sock, ("127.0.0.1", 1), make_app(), Config(access_log=False), registry).run()
+    assert sock.closed and not registry
+    assert sock.inbound.qsize() == 1  # the request was never read
+
+
+def test_a_stream_is_exempt_from_the_idle_and_head_timeouts(serve: object) -> None:
+    def slow_ticks(writer: SSEWriter) -> None:
+        with writer:
+            for i in range(3):
+                gevent.sleep(0.3)
+                writer.send_event(data=f"slow {i}")
+
+    app = make_app()
+    app.get("/slow-events", lambda event: (event.start_sse(), event.set_stream_callback(slow_ticks))[0])
+    server = serve(app, keepalive_timeout=0.1, header_timeout=0.1, sse_heartbeat=0)  # type: ignore[operator]
+    with RawClient(server.address) as client:
+        client.send(GET % b"/slow-events")
+        response = client.response()  # chunked: read to the end of the stream
+    assert response is not None and response.status == 200
+    assert [line for line in response.body.split(b"\n") if line.startswith(b"data:")] == [
+        b"data: slow 0",
+        b"data: slow 1",
+        b"data: slow 2",
+    ]
