@@ -944,15 +944,20 @@ class Server:
         logger.info("h3green shutting down: %d open connection(s)", len(connections))
         self._server.close()
         deadline = time.monotonic() + timeout
-        streams = 0
+        streams = idle = 0
         for conn in list(connections):
             if conn.stream is not None:
                 streams += 1
                 conn.end_stream_for_shutdown()
             elif conn.idle and conn.greenlet is not None:
+                idle += 1
                 conn.greenlet.kill(block=False)
+        if idle:
+            logger.info("h3green closed %d idle connection(s)", idle)
         if streams:
             logger.info("h3green sent the shutdown event to %d stream(s)", streams)
+        if busy := len(connections) - idle - streams:
+            logger.info("h3green waiting up to %.1f s for %d request(s) in flight", timeout, busy)
         if connections:
             connections.emptied.clear()
             if connections:
