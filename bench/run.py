@@ -26,6 +26,7 @@ import contextlib
 import datetime
 import importlib.metadata
 import importlib.util
+import io
 import json
 import os
 import platform
@@ -37,6 +38,8 @@ import socket
 import statistics
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -55,6 +58,8 @@ class Peer:
     name: str
     command: Callable[[int], list[str]]
     note: str = ""
+    #: Directories put first on the server's PYTHONPATH (an older h3green, for --compare-ref).
+    path: list[str] = field(default_factory=list)
 
 
 def _script(*args: str) -> Callable[[int], list[str]]:
@@ -75,6 +80,18 @@ def _h3worker_available() -> str:
     except Exception as exc:  # ImportError, or a worker module still being written
         return f"h3green.workers not importable ({type(exc).__name__}: {exc})"
     return ""
+
+
+def ref_peer(ref: str, into: Path) -> Peer:
+    """h3green as of git *ref*, unpacked under *into*: before and after in the same run."""
+    archive = subprocess.run(
+        ["git", "-C", str(BENCH.parent), "archive", "--format=tar", ref, "h3green"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    servers = str(BENCH / "servers.py")
+    return Peer(f"h3green@{ref}", _script(servers, "h3green"), f"h3green as of {ref}", [str(into)])
 
 
 def peers() -> tuple[list[Peer], list[str]]:
@@ -138,8 +155,10 @@ class Running:
 def start(peer: Peer, log_dir: Path) -> Running:
     port = free_port()
     # Open as long as the server runs; stop() closes it.
-    log = open(log_dir / f"{re.sub(r'[^a-z0-9]+', '-', peer.name)}.log", "wb")  # noqa: SIM115
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(BENCH), os.environ.get("PYTHONPATH", "")]))
+    log = open(log_dir / f"{re.sub(r'[^a-z0-9]+', '-', peer.name.lower())}.log", "wb")  # noqa: SIM115
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([*peer.path, str(BENCH), os.environ.get("PYTHONPATH", "")])
+    )
     env["H3GREEN_BENCH_LOG"] = str(log_dir / "access.log")
     # The runner starts no threads, so preexec_fn (pinning the child to its core) is safe.
     proc = subprocess.Popen(
@@ -204,8 +223,10 @@ def wrk_version() -> str | None:
 
 
 def _wrk_ms(text: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
-    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    if match is None:
+        raise ValueError(f"unexpected wrk latency {text!r}")
+    return float(match.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}[match.group(2)]
 
 
 def load_wrk(url: str, connections: int, duration: float) -> dict[str, float]:
@@ -221,7 +242,8 @@ def load_wrk(url: str, connections: int, duration: float) -> dict[str, float]:
         errors += int(match.group(1))
     if match := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
         errors += sum(int(n) for n in match.groups())
-    return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "errors": errors}
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "errors": errors, "requests": requests}
 
 
 def load_builtin(url: str, connections: int, duration: float) -> dict[str, float]:
@@ -230,6 +252,20 @@ def load_builtin(url: str, connections: int, duration: float) -> dict[str, float
         capture_output=True, text=True, check=True, preexec_fn=_pinned(LOAD_CORE),
     ).stdout  # fmt: skip
     return json.loads(out)  # type: ignore[no-any-return]
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of *pid* and its descendants (gunicorn's worker)."""
+    total = 0.0
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        with open(f"/proc/{pid}/task/{pid}/children") as children:
+            total += sum(cpu_seconds(int(child)) for child in children.read().split())
+    except (OSError, IndexError, ValueError):
+        pass
+    return total
 
 
 # -- SSE ------------------------------------------------------------------------------
@@ -348,13 +384,17 @@ def markdown(report: dict[str, Any]) -> str:
     lines += [f"- note: {note}" for note in report["notes"]]
     http = report["http"]
     if http:
-        lines += ["", "| server | hello req/s | p50 / p99 ms | json-params req/s | p50 / p99 ms | what |",
-                  "|---|---:|---:|---:|---:|---|"]  # fmt: skip
+        lines += ["", "| server | hello req/s | p50 / p99 ms | CPU µs/req | json-params req/s | p50 / p99 ms "
+                  "| CPU µs/req | what |", "|---|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
         for name, row in http.items():
             cells = []
             for workload in WORKLOADS:
                 r = row.get(workload)
-                cells += [f"{r['rps']:,.0f}", f"{r['p50_ms']:.1f} / {r['p99_ms']:.1f}"] if r else ["-", "-"]
+                cells += (
+                    [f"{r['rps']:,.0f}", f"{r['p50_ms']:.1f} / {r['p99_ms']:.1f}", f"{r['cpu_us']:.0f}"]
+                    if r
+                    else ["-", "-", "-"]
+                )
             lines.append(f"| {name} | {' | '.join(cells)} | {row['note']} |")
         ours = http.get(H3)
         if ours:
@@ -412,11 +452,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--publishes", type=int, default=5, help="fan-outs timed per level")
     parser.add_argument("--events", type=int, default=100000, help="events per throughput run")
     parser.add_argument("--only", help="comma-separated servers to measure (default: all)")
+    parser.add_argument("--compare-ref", help="also measure h3green as of this git ref (before/after)")
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--skip-sse", action="store_true")
     parser.add_argument("--skip-pywsgi-sse", action="store_true")
     parser.add_argument("--json", type=Path, default=BENCH / "results" / "latest.json")
     args = parser.parse_args(argv)
+    args.json = args.json.resolve()  # the servers run in bench/, the log paths must not move
     if args.quick:
         args.runs, args.duration, args.sse_levels = 1, 0.3, "20,50"
         args.publishes, args.events = 1, 2000
@@ -445,6 +487,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         wanted = set(args.only.split(","))
         all_peers = [p for p in all_peers if p.name in wanted]
+    scratch = tempfile.TemporaryDirectory(prefix="h3green-bench-")
+    if args.compare_ref:
+        all_peers.insert(1, ref_peer(args.compare_ref, Path(scratch.name)))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     log_dir = args.json.parent / "logs"
     log_dir.mkdir(exist_ok=True)
@@ -472,9 +517,14 @@ def main(argv: list[str] | None = None) -> int:
             for run in range(args.runs):
                 for workload, path in WORKLOADS.items():
                     for server in servers:
+                        # CPU per request barely moves when other work shares the machine,
+                        # unlike req/s: it is the figure to compare before/after changes.
+                        cpu = cpu_seconds(server.proc.pid)
                         sample = load(
                             f"http://127.0.0.1:{server.port}{path}", args.connections, args.duration
                         )
+                        cpu = cpu_seconds(server.proc.pid) - cpu
+                        sample["cpu_us"] = cpu / max(1, sample["requests"]) * 1e6
                         samples[server.peer.name][workload].append(sample)
                         print(f"run {run + 1} {workload:11} {server.peer.name:16} {sample['rps']:9,.0f} req/s",
                               file=sys.stderr)  # fmt: skip
@@ -485,6 +535,7 @@ def main(argv: list[str] | None = None) -> int:
                     "rps": statistics.median(s["rps"] for s in runs),
                     "p50_ms": statistics.median(s["p50_ms"] for s in runs),
                     "p99_ms": statistics.median(s["p99_ms"] for s in runs),
+                    "cpu_us": statistics.median(s["cpu_us"] for s in runs),
                     "errors": sum(s["errors"] for s in runs),
                     "runs": [s["rps"] for s in runs],
                 }
@@ -494,6 +545,7 @@ def main(argv: list[str] | None = None) -> int:
     report["load_after"] = os.getloadavg()
     report["server_pids"] = STARTED_PIDS
     report["targets"] = targets(report["http"], report["sse"])
+    scratch.cleanup()
     args.json.write_text(json.dumps(report, indent=2))
     print(markdown(report))
     return 0

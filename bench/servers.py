@@ -36,7 +36,10 @@ SSE_MAX_CONNECTIONS = 20000
 
 
 def serve_h3green(port: int, access_log: bool) -> None:
+    import h3green
     from h3green import Server
+
+    print(f"serving h3green from {os.path.dirname(h3green.__file__)}", file=sys.stderr, flush=True)
 
     if access_log:
         handler = logging.FileHandler(os.environ.get("H3GREEN_BENCH_LOG", os.devnull))
