@@ -227,7 +227,9 @@ class Driver:
         except h11.RemoteProtocolError as exc:
             status = exc.error_status_hint
             message = _message(str(exc))
-            if status == 431 and self._line_too_long():
+            if status == 431 and self._raw is None:  # a chunk line or trailers, mid-body
+                status, message = 400, "chunk size line or trailer section too long"
+            elif status == 431 and self._line_too_long():
                 status, message = 414, "request line too long"
             elif status == 431:
                 message = "header block too large"

@@ -296,6 +296,7 @@ SMUGGLING = [
     rejected("obs-fold in an ordinary header", req(headers=FOLD), 400),
     rejected("obs-fold with a tab", req(headers=b"X-A: one\r\n\ttwo\r\n"), 400),
     rejected("continuation line before any header", b"GET / HTTP/1.1\r\n X: y\r\nHost: t\r\n\r\n", 400),
+    rejected("non-ASCII in a header name", req(headers=b"X-\xc3\xa9: b\r\n"), 400),
     rejected("NUL in a header value", req(headers=b"X-A: a\x00b\r\n"), 400),
     rejected("CR in a header value", req(headers=b"X-A: a\rb\r\n"), 400),
     rejected("header line without a colon", req(headers=b"X-A b\r\n"), 400),
@@ -309,6 +310,29 @@ SMUGGLING = [
     ),
     rejected(
         "chunk data longer than its size", POST_CHUNKED + b"3\r\nabcX\r\n0\r\n\r\n", 400, seen=("!400",)
+    ),
+    rejected(
+        "bare LF inside a chunk extension", POST_CHUNKED + b"1;a\nb\r\nx\r\n0\r\n\r\n", 400, seen=("!400",)
+    ),
+    rejected("bare LF ending a chunk-size line", POST_CHUNKED + b"1\nx\r\n0\r\n\r\n", 400, seen=("!400",)),
+    rejected("bare LF after chunk data", POST_CHUNKED + b"1\r\nx\n0\r\n\r\n", 400, seen=("!400",)),
+    rejected(
+        "quoted CRLF in a chunk extension",
+        POST_CHUNKED + b'1;a="\r\n"\r\nx\r\n0\r\n\r\n',
+        400,
+        seen=("!400",),
+    ),
+    rejected(
+        "chunk extension that never ends, in pieces",
+        [POST_CHUNKED + b"1;", *pieces(b"e" * 2000, 500, 0.01)],
+        400,
+        seen=("!400",),
+    ),
+    rejected(
+        "bare LF in a trailer field",
+        POST_CHUNKED + b"1\r\nx\r\n0\r\nX: a\nb\r\n\r\n",
+        400,
+        seen=("!400",),
     ),
     rejected("non-ASCII in the target", b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: t\r\n\r\n", 400),
     rejected("non-ASCII in the method", b"G\xc3\xa9T / HTTP/1.1\r\nHost: t\r\n\r\n", 400),
@@ -347,6 +371,14 @@ DRAIN = [
 ]
 
 TIMEOUTS = [
+    # header_timeout runs per request: two heads of 0.2 s each on one connection are fine.
+    Case(
+        "two slow heads on one connection, each within header_timeout",
+        [*pieces(req(), 8, 0.05), *pieces(req(), 8, 0.05)],
+        (200, 200),
+        False,
+        (b"", b""),
+    ),
     Case(
         "pipelined request, then half a head: 200, then 408",
         req() + b"GET /echo HTTP/1.1\r\nHo",
