@@ -226,3 +226,7 @@ def test_server_path_answers_any_bytes_with_4xx_or_a_clean_close(parts: list[byt
     for marker in (b"Traceback", b"bytearray", b"h11", b'File "'):
         assert marker not in blob
     assert not [r for r in errors.records if r.levelno >= logging.ERROR], errors.records
+
+
+def test_driver_sentinels_name_themselves() -> None:
+    assert (repr(NEED_DATA), repr(PAUSED)) == ("NEED_DATA", "PAUSED")
