@@ -789,6 +789,13 @@ def _close_iterable(body: object) -> None:
 _ACCEPT_EXHAUSTED: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
+class _ConnectionGreenlet(gevent.Greenlet):  # type: ignore[misc]
+    # PERF: gevent records the 10 frames that spawned each greenlet, for its debug dumps
+    # of the greenlet tree; for a connection that is always the accept loop. Skipping it
+    # saves ~0.2 KiB per open connection (and stream) and 11 allocations per accept.
+    spawning_stack_limit = 0
+
+
 class _Listener(StreamServer):  # type: ignore[misc]
     """gevent's ``StreamServer``, quiet and patient when ``accept()`` runs out of resources.
 
@@ -876,6 +883,7 @@ class Server:
             self._handle,
             # A socket made elsewhere is already listening with its own backlog.
             backlog=None if listener is not None else self.config.backlog,
+            spawn=_ConnectionGreenlet.spawn,
         )
 
     @property
