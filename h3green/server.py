@@ -59,8 +59,6 @@ _FRAMING_HEADERS: Final = frozenset({"content-length", "transfer-encoding"})
 # Error statuses that leave an unread request body unreadable or not worth draining.
 _UNREAD_BODY_CLOSES: Final = frozenset({400, 408, 413})
 _CLOSE_TIMEOUT: Final = 1.0  # how long a killed stream callback gets for its cleanup
-_REFUSE_TIMEOUT: Final = 1.0  # seconds a refused (503) connection gets to read its answer
-_LINGER_TIME: Final = 1.0  # seconds a rejected client gets to finish sending before the close
 
 
 @dataclasses.dataclass(slots=True)
@@ -95,6 +93,10 @@ class Config:
     #: Seconds one write of a response (one ``sendall``) may wait for a client that does
     #: not read; then the connection is dropped. nginx's ``send_timeout`` (60 s), halved.
     write_timeout: float = 30.0
+    #: Seconds a connection closing after an error (or a 503) keeps reading and dropping
+    #: what the client still sends, so the client reads the answer rather than a reset.
+    #: nginx's ``lingering_timeout`` (5 s), shortened: it also delays ``stop()``.
+    linger_timeout: float = 1.0
     #: Unread request body drained after a response so the connection can be reused.
     max_drain_bytes: int = 64 * 1024
     #: Seconds of idleness after which a stream gets a heartbeat comment (0: never).
@@ -451,10 +453,10 @@ class Connection:
 
         Closing a socket with unread input makes the kernel answer with a reset, which can
         destroy the response just sent before the client has read it; like nginx's
-        ``lingering_close``, wait for the client's end, for at most ``_LINGER_TIME``.
+        ``lingering_close``, wait for the client's end, for at most ``linger_timeout``.
         """
         sock = self.sock
-        deadline = time.monotonic() + _LINGER_TIME
+        deadline = time.monotonic() + self.config.linger_timeout
         try:
             sock.shutdown(socket.SHUT_WR)
             while (remaining := deadline - time.monotonic()) > 0:
@@ -929,13 +931,13 @@ class Server:
             return
         self._overflow += 1
         try:
-            sock.settimeout(_REFUSE_TIMEOUT)
+            sock.settimeout(self.config.linger_timeout)
             sock.sendall(_OVERLOADED)
             sock.shutdown(socket.SHUT_WR)
             # Read what the client sent, so closing does not reset the connection and
             # destroy the 503 before the client reads it; bounded in time and bytes so a
             # refused client cannot hold on.
-            deadline = time.monotonic() + _REFUSE_TIMEOUT
+            deadline = time.monotonic() + self.config.linger_timeout
             drained = 0
             while drained <= _RECV_SIZE and (remaining := deadline - time.monotonic()) > 0:
                 sock.settimeout(remaining)

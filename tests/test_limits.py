@@ -142,8 +142,12 @@ def test_an_open_stream_counts_and_keeps_streaming_while_others_are_refused(serv
         assert wait_until(lambda: streamer._fill(time.monotonic() + 2) and len(streamer.buffer) > seen + 20)
 
 
-def test_a_refused_client_that_keeps_sending_is_still_cut(serve: object) -> None:
-    server = serve(max_connections=1)  # type: ignore[operator]
+@pytest.mark.parametrize(("linger", "limit"), [(None, 2.5), (0.2, 0.9)])
+def test_a_refused_client_that_keeps_sending_is_still_cut(
+    serve: object, linger: float | None, limit: float
+) -> None:
+    options = {} if linger is None else {"linger_timeout": linger}
+    server = serve(max_connections=1, **options)  # type: ignore[operator]
     with RawClient(server.address) as holder:
         holder.send(GET % b"/ping")
         assert holder.response() is not None
@@ -153,7 +157,7 @@ def test_a_refused_client_that_keeps_sending_is_still_cut(serve: object) -> None
             while time.monotonic() - started < 3.0 and not pest.send_failed:
                 pest.send([b"x" * 1024, 0.05])
             assert pest.send_failed
-            assert time.monotonic() - started < 2.5
+            assert time.monotonic() - started < limit
 
 
 EMFILE_CHILD = textwrap.dedent(
