@@ -30,6 +30,7 @@ H3WORKER = "h3green.workers.H3Worker"
 BOOT_TIMEOUT = 15.0
 
 SMALL_APP = """
+import os
 import time
 
 from h3green import H3
@@ -63,8 +64,14 @@ def wait(event):
 def ticks(event):
     event.start_sse()
 
+    def mark_closed():
+        # Appear whole or not at all: the test polls for the file from another process.
+        with open("closed.tmp", "a") as marker:
+            marker.write("closed\\n")
+        os.replace("closed.tmp", "closed.txt")
+
     def run(writer):
-        writer.on_close(lambda: open("closed.txt", "a").write("closed\\n"))
+        writer.on_close(mark_closed)
         while True:
             writer.send_event("tick")
             time.sleep(0.05)
