@@ -31,6 +31,7 @@ BOOT_TIMEOUT = 15.0
 
 SMALL_APP = """
 import os
+import shutil
 import time
 
 from h3green import H3
@@ -66,8 +67,9 @@ def ticks(event):
 
     def mark_closed():
         # Appear whole or not at all: the test polls for the file from another process.
-        with open("closed.tmp", "a") as marker:
-            marker.write("closed\\n")
+        with open("closed.log", "a") as log:
+            log.write("closed\\n")
+        shutil.copyfile("closed.log", "closed.tmp")
         os.replace("closed.tmp", "closed.txt")
 
     def run(writer):
