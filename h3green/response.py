@@ -19,6 +19,7 @@ a name the response sets itself wins.
 from __future__ import annotations
 
 import json
+import logging
 import traceback
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,8 @@ __all__ = [
     "to_response",
 ]
 
+logger = logging.getLogger("h3green")
+
 TEXT = "text/plain; charset=utf-8"
 HTML = "text/html; charset=utf-8"
 JSON = "application/json"
@@ -61,10 +64,15 @@ def check_status(status: int) -> None:
         raise ValueError(f"invalid status code {status}: a response needs a final status, 200-999")
 
 
-def _close(body: object) -> None:
+def close_body(body: object) -> None:
+    """Call a response body's ``close()`` if it has one (PEP 3333 requires it of servers);
+    a failure there is the app's bug, logged rather than allowed to break the connection."""
     close = getattr(body, "close", None)
     if close is not None:
-        close()
+        try:
+            close()
+        except Exception:
+            logger.exception("closing a response body failed")
 
 
 def json_dumps(value: Any) -> bytes:
@@ -100,7 +108,7 @@ class _EncodedStream:
         raise TypeError(f"streamed body items must be str or bytes, got {type(item).__name__}")
 
     def close(self) -> None:
-        _close(self._source)
+        close_body(self._source)
 
 
 def _encode(value: Any) -> tuple[Body, str | None]:
@@ -143,7 +151,7 @@ class Response:
         if status in NO_BODY_STATUSES and type(self.body) is not bytes:
             # RFC 9110 §15.3.5/§15.4.5: 204 and 304 end at the head; a stream would have
             # nowhere to go, so release it now rather than leave its generator suspended.
-            _close(self.body)
+            close_body(self.body)
             self.body = b""
         media_type = media_type or default_type
         if media_type is not None and "content-type" not in self.headers:

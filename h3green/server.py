@@ -44,7 +44,7 @@ from .app import H3
 from .datastructures import Headers
 from .errors import BackpressureDetected, ConnectionLost, HTTPError, SSEError
 from .event import DEFAULT_MAX_BODY_SIZE, H3Event
-from .response import Response, SSEResponse, error_response, json_dumps
+from .response import Response, SSEResponse, close_body, error_response, json_dumps
 from .sse import SSEWriter, encode_event, spawn_stream
 
 __all__ = ["Config", "Connection", "Server", "serve"]
@@ -585,11 +585,11 @@ class Connection:
             # at once still gets a proper 500 instead of a truncated 200.
             first = b"" if event.method == "HEAD" else next(iterator, b"")
         except HTTPError as exc:
-            _close_iterable(body)
+            close_body(body)
             return self._send_response(event, error_response(exc))
         except Exception:
             logger.exception("streamed response body of %s %s failed", event.method, event.target)
-            _close_iterable(body)
+            close_body(body)
             response = error_response(None, self.app.debug)
             return self._send_response(event, response)
         try:
@@ -614,7 +614,7 @@ class Connection:
             driver.send_failed()
             return False
         finally:
-            _close_iterable(body)
+            close_body(body)
             self._log_access(event, status, sent)
         return True
 
@@ -776,15 +776,6 @@ class Connection:
                     status,
                     length,
                 )
-
-
-def _close_iterable(body: object) -> None:
-    close = getattr(body, "close", None)
-    if close is not None:
-        try:
-            close()
-        except Exception:
-            logger.exception("closing a response body failed")
 
 
 # accept() failures that mean "out of descriptors or memory for now", not "broken listener".

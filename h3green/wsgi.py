@@ -51,7 +51,7 @@ from gevent._hub_local import get_hub_if_exists
 from .datastructures import Headers
 from .errors import BackpressureDetected, ConnectionLost, HTTPError, status_text
 from .event import DEFAULT_MAX_BODY_SIZE, H3Event
-from .response import Response, SSEResponse, error_response
+from .response import Response, SSEResponse, close_body, error_response
 from .router import InvalidPath, normalize_path
 from .sse import SSEWriter, encode_comment, spawn_stream
 
@@ -230,16 +230,7 @@ class _ClosingIterator:
         return next(self._iterator)
 
     def close(self) -> None:
-        _close(self._body)
-
-
-def _close(body: object) -> None:
-    close = getattr(body, "close", None)
-    if close is not None:
-        try:
-            close()
-        except Exception:
-            logger.exception("closing a response body failed")
+        close_body(self._body)
 
 
 class WSGIAdapter:
@@ -293,7 +284,7 @@ def _serve(
     assert not isinstance(body, bytes)
     status = response.status
     if status in _NO_BODY_STATUSES or status < 200 or method == "HEAD":
-        _close(body)
+        close_body(body)
         start_response(_status_line(status), _wsgi_headers(response))
         return []
     # Like the native server, hold the head back until the first piece exists, so an
@@ -632,7 +623,7 @@ class _MountedBody:
         return written.pop(0)
 
     def close(self) -> None:
-        _close(self._result)
+        close_body(self._result)
 
 
 class WSGIMount:
@@ -734,10 +725,10 @@ class WSGIMount:
                 first.extend(start.written)
                 start.written = []
                 response.body = b"".join(first)
-                _close(result)
+                close_body(result)
                 return response
         except BaseException:
-            _close(result)
+            close_body(result)
             raise
         response.body = _MountedBody(first, iterator, result, start)
         return response
