@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import gevent
 import gevent.event
 import pytest
-from sse_live_helpers import RawClient, live_greenlets, wait_until
+from live_helpers import RawClient, live_greenlets, wait_until
 
-from h3green import H3, BackpressureDetected, Channel, H3Event, Headers, Server, SSEWriter
+from h3green import H3, BackpressureDetected, Channel, H3Event, Headers, SSEWriter
 from h3green import sse as sse_module
 from h3green.sse import MemoryHistory, encode_event
 from h3green.testing import TestClient
@@ -293,7 +292,9 @@ def test_publish_to_10k_subscribers_is_fast() -> None:
         timings.append(time.perf_counter() - start)
         gevent.sleep(0)  # let every listener write it
     best = min(timings)
-    print(f"\nchannel publish to {subscribers} subscribers: best {best * 1000:.2f} ms, worst {max(timings) * 1000:.2f} ms ({best / subscribers * 1e9:.0f} ns per subscriber)")
+    print(
+        f"\nchannel publish to {subscribers} subscribers: best {best * 1000:.2f} ms, worst {max(timings) * 1000:.2f} ms ({best / subscribers * 1e9:.0f} ns per subscriber)"
+    )
     assert best < 0.1
     wait_until(lambda: all(len(t.sent) == 5 for _, t in pairs), 5, "every subscriber's events")
     for writer, _ in pairs:
@@ -337,30 +338,15 @@ def test_channel_through_test_client_with_resumption() -> None:
         assert next(events).data == "e4"
 
 
-@pytest.fixture
-def server_for() -> Iterator[Any]:
-    servers: list[Server] = []
-
-    def start(app: H3, **options: Any) -> Server:
-        server = Server(app, port=0, access_log=False, **options)
-        server.start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop(timeout=2)
-
-
 @pytest.mark.live
-def test_slow_socket_subscriber_dropped_over_real_sockets(server_for: Any) -> None:
+def test_slow_socket_subscriber_dropped_over_real_sockets(serve_app: Any) -> None:
     channel = Channel(max_queue_events=8)
-    server = server_for(channel_app(channel), sse_heartbeat=0, sse_send_timeout=5)
+    server = serve_app(channel_app(channel), sse_heartbeat=0, sse_send_timeout=5)
     baseline = live_greenlets()
     fast = RawClient(server.address)
-    fast.request("/live")
+    fast.open("GET", "/live")
     slow = RawClient(server.address, rcvbuf=4096)
-    slow.request("/live")
+    slow.open("GET", "/live")
     wait_until(lambda: len(channel) == 2, 2, "two subscribers")
     received: list[str] = []
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from live_helpers import free_port
 
 from h3green.testing import TestClient
 
@@ -132,12 +133,6 @@ def test_wrong_methods_are_405(api: TestClient) -> None:
 
 
 # -- as real processes ---------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

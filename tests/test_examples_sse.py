@@ -19,7 +19,7 @@ import gevent
 import httpx
 import httpx_sse
 import pytest
-from sse_live_helpers import wait_until
+from live_helpers import free_port, wait_until
 
 from examples import chat, counter, llm_stream
 from h3green.testing import TestClient
@@ -45,12 +45,6 @@ def test_counter_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [(e.event, e.data) for e in events[30:]] == [("done", "done")]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def run_example() -> Iterator[Any]:
     procs: list[subprocess.Popen[bytes]] = []
@@ -72,7 +66,9 @@ def run_example() -> Iterator[Any]:
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"{args} did not start: {proc.stderr.read().decode() if proc.stderr else ''}") from None
+                    raise AssertionError(
+                        f"{args} did not start: {proc.stderr.read().decode() if proc.stderr else ''}"
+                    ) from None
                 time.sleep(0.05)
         return f"http://127.0.0.1:{port}", proc
 
@@ -107,7 +103,9 @@ def test_counter_process_with_httpx_sse(run_example: Any, args: list[str]) -> No
 @pytest.mark.live
 def test_counter_time_sleep_does_not_stall_other_clients(run_example: Any) -> None:
     """``time.sleep`` in 100 callbacks at once, monkey patched by the CLI: GETs still answer."""
-    url, _ = run_example(["-m", "h3green", "examples.counter:app", "--no-access-log", "--port"], COUNTER_INTERVAL="0.1")
+    url, _ = run_example(
+        ["-m", "h3green", "examples.counter:app", "--no-access-log", "--port"], COUNTER_INTERVAL="0.1"
+    )
     port = int(url.rsplit(":", 1)[1])
     streams = []
     for _ in range(100):
@@ -134,7 +132,9 @@ def test_counter_time_sleep_does_not_stall_other_clients(run_example: Any) -> No
         for sock in streams:
             sock.close()
     for latencies in windows:
-        print(f"\ncounter process, 100 time.sleep streams: {len(latencies)} GETs, p99 {p99(latencies):.2f} ms")
+        print(
+            f"\ncounter process, 100 time.sleep streams: {len(latencies)} GETs, p99 {p99(latencies):.2f} ms"
+        )
     assert len(windows[-1]) >= 20 and p99(windows[-1]) < 50
 
 
@@ -145,7 +145,9 @@ def p99(values: list[float]) -> float:
 
 @pytest.mark.live
 def test_counter_process_sigterm_sends_shutdown_event(run_example: Any) -> None:
-    url, proc = run_example(["-m", "h3green", "examples.counter:app", "--no-access-log", "--port"], COUNTER_INTERVAL="1")
+    url, proc = run_example(
+        ["-m", "h3green", "examples.counter:app", "--no-access-log", "--port"], COUNTER_INTERVAL="1"
+    )
     received: list[tuple[str, str]] = []
     first = threading.Event()
 
@@ -201,7 +203,9 @@ def test_chat_page_and_validation() -> None:
     assert client.post("/chat/send", json=["not", "an", "object"]).status == 400
     assert client.post("/chat/send", json={"username": "a", "message": " "}).status == 400
     assert client.post("/chat/send", json={"username": "a", "message": "m" * 3000}).status == 413
-    assert client.post("/chat/send", data="{broken", headers={"content-type": "application/json"}).status == 400
+    assert (
+        client.post("/chat/send", data="{broken", headers={"content-type": "application/json"}).status == 400
+    )
 
 
 def test_chat_end_to_end() -> None:
@@ -232,7 +236,10 @@ def test_chat_end_to_end() -> None:
 
 def test_chat_replays_last_10_and_resumes_from_last_event_id() -> None:
     client = TestClient(chat.app, sse_heartbeat=0)
-    ids = [client.post("/chat/send", json={"username": "carol", "message": f"m{n}"}).json()["id"] for n in range(12)]
+    ids = [
+        client.post("/chat/send", json={"username": "carol", "message": f"m{n}"}).json()["id"]
+        for n in range(12)
+    ]
     with client.stream("GET", "/chat/stream", params={"username": "dave"}) as dave:
         events = dave.iter_events()
         assert next(events).event == "system"

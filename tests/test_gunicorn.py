@@ -1,8 +1,8 @@
 """Real gunicorn processes: ``-k h3green.workers.H3Worker`` and ``-k gevent`` (the WSGI path).
 
 Each test starts ``python -m gunicorn`` on an ephemeral port in its own process group, and
-the fixture kills the group whatever happens. Clients are h11 over gevent sockets, so a
-hundred of them share this process's loop without monkey patching.
+the fixture kills the group whatever happens. Clients are ``live_helpers.RawClient`` (h11
+over gevent sockets), so a hundred of them share this process's loop without monkey patching.
 """
 
 from __future__ import annotations
@@ -16,12 +16,10 @@ import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import gevent
-import h11
 import pytest
-from gevent import socket as gsocket
+from live_helpers import RawClient
 
 pytestmark = pytest.mark.live
 
@@ -173,69 +171,28 @@ def gunicorn(tmp_path: Path) -> Iterator[StartGunicorn]:
         server.proc.wait(10)
 
 
-# -- a small h11 client over gevent sockets -------------------------------------------------
+# -- clients: h11 over gevent sockets (live_helpers.RawClient) ------------------------------
 
-
-class Client:
-    def __init__(self, address: tuple[str, int], timeout: float = 10.0) -> None:
-        self.sock = gsocket.create_connection(address, timeout=timeout)
-        self.conn = h11.Connection(h11.CLIENT)
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def _next(self) -> Any:
-        while True:
-            event = self.conn.next_event()
-            if event is not h11.NEED_DATA:
-                return event
-            self.conn.receive_data(self.sock.recv(65536))
-
-    def send(self, method: str, target: str, body: bytes = b"") -> h11.Response:
-        headers = [("host", "localhost")]
-        if body:
-            headers.append(("content-length", str(len(body))))
-        data = self.conn.send(h11.Request(method=method, target=target, headers=headers))
-        if body:
-            data += self.conn.send(h11.Data(data=body))
-        data += self.conn.send(h11.EndOfMessage())
-        self.sock.sendall(data)
-        while True:
-            event = self._next()
-            if type(event) is h11.Response:
-                return event
-
-    def pieces(self) -> Iterator[bytes]:
-        while True:
-            event = self._next()
-            if type(event) is h11.Data:
-                yield bytes(event.data)
-            elif type(event) in (h11.EndOfMessage, h11.ConnectionClosed):
-                return
-
-    def request(self, method: str, target: str, body: bytes = b"") -> tuple[int, bytes]:
-        response = self.send(method, target, body)
-        data = b"".join(self.pieces())
-        if self.conn.our_state is h11.DONE and self.conn.their_state is h11.DONE:
-            self.conn.start_next_cycle()
-        return response.status_code, data
+#: Generous: a hundred streams and a gunicorn master share two cores.
+CLIENT_TIMEOUT = 10.0
 
 
 def get(
     address: tuple[str, int], target: str = "/", method: str = "GET", body: bytes = b""
 ) -> tuple[int, bytes]:
-    client = Client(address)
+    client = RawClient(address, timeout=CLIENT_TIMEOUT)
     try:
-        return client.request(method, target, body)
+        status, _, data = client.fetch(method, target, body)
+        return status, data
     finally:
         client.close()
 
 
 def sse_client(address: tuple[str, int], path: str, until: bytes, gaps: list[float]) -> bytes:
     """Read an event stream until *until* appears; record the longest pause between pieces."""
-    client = Client(address)
+    client = RawClient(address, timeout=CLIENT_TIMEOUT)
     try:
-        response = client.send("GET", path)
+        response = client.open("GET", path)
         assert response.status_code == 200
         received = b""
         last = time.monotonic()
@@ -290,11 +247,11 @@ def test_counter_streams_to_100_clients_with_plain_requests(gunicorn: StartGunic
 
 def test_sigterm_sends_the_final_event_and_exits_early(gunicorn: StartGunicorn) -> None:
     server = gunicorn("examples.counter:app", H3WORKER, env={"COUNTER_INTERVAL": "5"})
-    clients = [Client(server.address) for _ in range(10)]
+    clients = [RawClient(server.address, timeout=CLIENT_TIMEOUT) for _ in range(10)]
     try:
         streams = []
         for client in clients:
-            assert client.send("GET", "/events").status_code == 200
+            assert client.open("GET", "/events").status_code == 200
             stream = client.pieces()
             assert b"data: 0" in next(stream)
             streams.append(stream)
@@ -388,10 +345,10 @@ def test_access_log_format_limits_and_env(gunicorn: StartGunicorn, tmp_path: Pat
 
 def test_worker_connections_bound_streams(gunicorn: StartGunicorn) -> None:
     server = gunicorn("small_app:app", H3WORKER, "--worker-connections", "2")
-    clients = [Client(server.address) for _ in range(2)]
+    clients = [RawClient(server.address, timeout=CLIENT_TIMEOUT) for _ in range(2)]
     try:
         for client in clients:
-            assert client.send("GET", "/wait").status_code == 200
+            assert client.open("GET", "/wait").status_code == 200
             assert b"data: open" in next(client.pieces())
         status, body = get(server.address)
         assert status == 503
@@ -407,9 +364,9 @@ def test_worker_connections_bound_streams(gunicorn: StartGunicorn) -> None:
 
 def test_keepalive_closes_idle_connections(gunicorn: StartGunicorn) -> None:
     server = gunicorn("small_app:app", H3WORKER, "--keep-alive", "1")
-    client = Client(server.address)
+    client = RawClient(server.address, timeout=CLIENT_TIMEOUT)
     try:
-        assert client.request("GET", "/") == (200, b"Hello, World!")
+        assert client.get("/") == (200, b"Hello, World!")
         started = time.monotonic()
         assert client.sock.recv(100) == b""  # the server closed the idle connection
         assert 0.5 < time.monotonic() - started < 5
@@ -441,9 +398,9 @@ def test_gevent_worker_serves_the_wsgi_path(gunicorn: StartGunicorn) -> None:
     server = gunicorn("small_app:app", "gevent")
     assert get(server.address) == (200, b"Hello, World!")
     assert get(server.address, "/echo", "POST", b"abc") == (200, b"abc")
-    client = Client(server.address)
+    client = RawClient(server.address, timeout=CLIENT_TIMEOUT)
     try:
-        assert client.send("GET", "/wait").status_code == 200
+        assert client.open("GET", "/wait").status_code == 200
         assert b"data: open" in b"".join(next(client.pieces()) for _ in range(2))
     finally:
         client.close()
@@ -452,20 +409,14 @@ def test_gevent_worker_serves_the_wsgi_path(gunicorn: StartGunicorn) -> None:
 @pytest.mark.parametrize("worker", [H3WORKER, "gevent"])
 def test_port_flask_example_under_gunicorn(gunicorn: StartGunicorn, worker: str) -> None:
     server = gunicorn("examples.port_flask:app", worker)
-    stream = Client(server.address)
+    stream = RawClient(server.address, timeout=CLIENT_TIMEOUT)
     try:
-        assert stream.send("GET", "/updates").status_code == 200
-        pieces = stream.pieces()
+        assert stream.open("GET", "/updates").status_code == 200
         status, page = get(server.address, "/legacy/")
         assert status == 200 and b'action="/legacy/notes"' in page
         assert get(server.address, "/legacy/api/notes", "POST", b'{"text": "hi"}')[0] == 400  # no JSON type
         assert get(server.address, "/api/notes", "POST", b'{"text": "hi"}')[0] == 201
-        received = b""
-        with gevent.Timeout(10):
-            for piece in pieces:
-                received += piece
-                if b"event: note" in received:
-                    break
+        received = stream.read_until(b"event: note", timeout=10)
         assert b'"text":"hi"' in received
         assert get(server.address, "/legacy/api/notes") == (200, b'[{"id":1,"text":"hi"}]\n')
     finally:
@@ -475,9 +426,9 @@ def test_port_flask_example_under_gunicorn(gunicorn: StartGunicorn, worker: str)
 @pytest.mark.parametrize("worker", [H3WORKER, "gevent"])
 def test_client_leaving_ends_the_stream(gunicorn: StartGunicorn, worker: str, tmp_path: Path) -> None:
     server = gunicorn("small_app:app", worker)
-    client = Client(server.address)
+    client = RawClient(server.address, timeout=CLIENT_TIMEOUT)
     try:
-        assert client.send("GET", "/ticks").status_code == 200
+        assert client.open("GET", "/ticks").status_code == 200
         pieces = client.pieces()
         received = b""
         while received.count(b"data: tick") < 2:
@@ -496,13 +447,9 @@ def test_unix_socket_bind(gunicorn: StartGunicorn, tmp_path: Path) -> None:
     path = tmp_path / "h3.sock"
     server = gunicorn("small_app:app", H3WORKER, "-b", f"unix:{path}")
     server.wait_for("h3green listening on unix:", count=1)
-    client = Client.__new__(Client)
-    client.sock = gsocket.socket(gsocket.AF_UNIX, gsocket.SOCK_STREAM)
-    client.sock.settimeout(10)
-    client.sock.connect(str(path))
-    client.conn = h11.Connection(h11.CLIENT)
+    client = RawClient(str(path), timeout=CLIENT_TIMEOUT)
     try:
-        assert client.request("GET", "/") == (200, b"Hello, World!")
+        assert client.get("/") == (200, b"Hello, World!")
     finally:
         client.close()
     assert get(server.address) == (200, b"Hello, World!")  # the TCP bind still serves

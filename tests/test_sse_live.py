@@ -19,27 +19,12 @@ import httpx
 import httpx_sse
 import pytest
 from gevent import subprocess as gsubprocess
-from sse_live_helpers import RawClient, live_greenlets, wait_until
+from live_helpers import RawClient, live_greenlets, wait_until
 
 from h3green import H3, BackpressureDetected, ConnectionLost, H3Event, Server, SSEWriter
 from h3green.sse import encode_event
 
 pytestmark = pytest.mark.live
-
-
-@pytest.fixture
-def serve_app() -> Iterator[Any]:
-    servers: list[Server] = []
-
-    def start(app: H3, **options: Any) -> Server:
-        server = Server(app, port=0, access_log=False, **options)
-        server.start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop(timeout=2)
 
 
 def in_thread(fn: Any, timeout: float = 10.0) -> Any:
@@ -207,12 +192,12 @@ def test_callback_exception_is_isolated(serve_app: Any, caplog: pytest.LogCaptur
 
     server = serve_app(app, sse_heartbeat=0)
     healthy = RawClient(server.address)
-    healthy.request("/events")
+    healthy.open("GET", "/events")
     healthy_events = healthy.events()
     assert next(healthy_events).data == "0"
     client = RawClient(server.address)
     with caplog.at_level(logging.ERROR, "h3green"):
-        response = client.request("/broken")
+        response = client.open("GET", "/broken")
         assert response.status_code == 200
         # The body ends with the chunked terminator: h11 sees a complete message.
         assert [e.data for e in client.events()] == ["first"]
@@ -271,7 +256,7 @@ def test_disconnect_kills_sleeping_callback_fast_and_leaks_nothing(serve_app: An
     clients = []
     for _ in range(clients_count):
         client = RawClient(server.address)
-        client.request("/sleep")
+        client.open("GET", "/sleep")
         assert next(client.events()).data == "hello"
         clients.append(client)
     assert all_started.wait(5)
@@ -306,10 +291,10 @@ def test_streams_count_against_the_connection_limit(serve_app: Any) -> None:
     streams = []
     for _ in range(2):
         client = RawClient(server.address)
-        client.request("/events")
+        client.open("GET", "/events")
         streams.append(client)
     refused = RawClient(server.address)
-    assert refused.request("/ping").status_code == 503
+    assert refused.open("GET", "/ping").status_code == 503
     refused.close()
     streams.pop().close()
     wait_until(lambda: len(server.connections) == 1, 2, "a slot to free up")
@@ -350,11 +335,11 @@ def test_slow_reader_is_dropped_others_unaffected(serve_app: Any) -> None:
     # The heartbeat is short too: the watcher's heartbeat also finds the stream stuck.
     server = serve_app(app, sse_send_timeout=0.3, sse_heartbeat=0.05)
     healthy = RawClient(server.address)
-    healthy.request("/events")
+    healthy.open("GET", "/events")
     healthy_events = healthy.events()
     next(healthy_events)
     slow = RawClient(server.address, rcvbuf=4096)
-    slow.request("/flood")  # the head, then never read again
+    slow.open("GET", "/flood")  # the head, then never read again
     start = time.monotonic()
     seen_during = 0
     while "error" not in outcome and time.monotonic() - start < 5:
@@ -389,7 +374,7 @@ def test_shutdown_sends_final_event_and_closes(final: str) -> None:
     clients = []
     for _ in range(30):
         client = RawClient(server.address)
-        client.request("/events")
+        client.open("GET", "/events")
         clients.append(client)
     streams = [client.events() for client in clients]
     for events in streams:
@@ -420,22 +405,29 @@ def test_shutdown_sends_final_event_and_closes(final: str) -> None:
         client.close()
 
 
-def test_shutdown_event_to_a_stuck_client_times_out() -> None:
+def flood_app() -> H3:
+    """``GET /flood``: a stream that writes 64 KiB events as fast as the socket takes them."""
     app = H3()
+    big = "w" * 65536
 
     def flood(writer: SSEWriter) -> None:
         while True:
-            writer.send_event("w" * 65536)
+            writer.send_event(big)
 
     @app.get("/flood")
     def flood_handler(event: H3Event) -> None:
         event.start_sse()
         event.set_stream_callback(flood)
 
+    return app
+
+
+def test_shutdown_event_to_a_stuck_client_times_out() -> None:
+    app = flood_app()
     server = Server(app, port=0, access_log=False, sse_heartbeat=0, sse_send_timeout=0.2)
     server.start()
     stuck = RawClient(server.address, rcvbuf=4096)
-    stuck.request("/flood")
+    stuck.open("GET", "/flood")
     gevent.sleep(0.1)
     start = time.monotonic()
     server.stop(timeout=3)
@@ -450,7 +442,7 @@ def test_pipelined_request_waits_for_the_stream_then_is_served(serve_app: Any) -
     app = counter_app(interval=0.05, count=5)
     server = serve_app(app, sse_heartbeat=0)
     client = RawClient(server.address)
-    client.request("/events")
+    client.open("GET", "/events")
     events = client.events()
     assert next(events).data == "0"
     # The next request arrives while the stream runs: it waits, buffered, for its turn.
@@ -460,7 +452,7 @@ def test_pipelined_request_waits_for_the_stream_then_is_served(serve_app: Any) -
     client.h11.send(h11_request("/ping"))
     client.h11.send(h11_end())
     assert client.next_event().status_code == 200
-    assert b"".join(client.body_pieces()) == b"pong"
+    assert b"".join(client.pieces()) == b"pong"
     client.close()
 
 
@@ -468,7 +460,7 @@ def test_oversized_pipelined_data_during_a_stream_drops_it(serve_app: Any) -> No
     app = counter_app(interval=0.02)
     server = serve_app(app, sse_heartbeat=0, max_header_bytes=4096)
     client = RawClient(server.address)
-    client.request("/events")
+    client.open("GET", "/events")
     client.sock.sendall(b"GET /" + b"a" * 8192)  # a head that never ends, larger than allowed
     wait_until(lambda: not server.connections, 2, "the connection to be dropped")
     client.close()
@@ -487,22 +479,11 @@ def h11_end() -> Any:
 
 
 def test_shutdown_not_held_up_by_a_client_that_does_not_read() -> None:
-    app = H3()
-    big = "y" * 65536
-
-    def flood(writer: SSEWriter) -> None:
-        while True:
-            writer.send_event(big)
-
-    @app.get("/flood")
-    def flood_handler(event: H3Event) -> None:
-        event.start_sse()
-        event.set_stream_callback(flood)
-
+    app = flood_app()
     server = Server(app, port=0, access_log=False, sse_heartbeat=0, sse_send_timeout=30)
     server.start()
     stuck = RawClient(server.address, rcvbuf=4096)
-    stuck.request("/flood")
+    stuck.open("GET", "/flood")
     gevent.sleep(0.2)  # let the flood fill the socket buffers: the callback is now blocked
     start = time.monotonic()
     server.stop(timeout=0.5)
@@ -548,8 +529,8 @@ def test_events_per_second_on_one_stream(serve_app: Any) -> None:
     server = serve_app(app, sse_heartbeat=0)
     client = RawClient(server.address)
     start = time.perf_counter()
-    client.request("/burst")
-    received = count_events(client.body_pieces())
+    client.open("GET", "/burst")
+    received = count_events(client.pieces())
     took = time.perf_counter() - start
     client.close()
     print(f"\none stream: {count} events in {took:.2f} s = {count / took:,.0f} events/s")
