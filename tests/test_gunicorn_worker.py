@@ -18,7 +18,8 @@ import pytest
 from gevent import socket as gsocket
 from gunicorn.config import Config as GunicornConfig
 from gunicorn.glogging import Logger
-from test_gunicorn import Client, get
+from live_helpers import RawClient
+from test_gunicorn import CLIENT_TIMEOUT, get
 
 from h3green import H3, H3Event, SSEWriter, wsgi
 from h3green.workers import H3Worker, config_from_gunicorn
@@ -110,8 +111,8 @@ def test_worker_serves_logs_and_shuts_streams_down(worker_factory: Any, tmp_path
     runner = gevent.spawn(worker.run)
     try:
         assert get(address(worker)) == (200, b"hi")
-        stream = Client(address(worker))
-        assert stream.send("GET", "/events").status_code == 200
+        stream = RawClient(address(worker), timeout=CLIENT_TIMEOUT)
+        assert stream.open("GET", "/events").status_code == 200
         pieces = stream.pieces()
         assert b"data: open" in next(pieces)
         started = time.monotonic()
