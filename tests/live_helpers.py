@@ -9,7 +9,9 @@ under test, and a hundred of them can share this process's loop against a subpro
 from __future__ import annotations
 
 import gc
+import os
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -17,6 +19,7 @@ from typing import Any
 import gevent
 import h11
 from gevent import socket as gsocket
+from gevent import subprocess as gsubprocess
 
 from h3green.testing import ServerSentEvent, parse_sse_lines
 
@@ -142,3 +145,30 @@ def wait_until(condition: Callable[[], object], timeout: float = 5.0, what: str 
 def live_greenlets() -> int:
     gc.collect()
     return sum(1 for obj in gc.get_objects() if isinstance(obj, gevent.Greenlet) and not obj.dead)
+
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(TESTS)
+
+
+def start_cli_server(
+    module: str, env: dict[str, str], *flags: str, cwd: str = TESTS
+) -> tuple[gsubprocess.Popen[bytes], int]:
+    """``python -m h3green module:app --port 0`` in *cwd*, and the port it reports.
+
+    The caller kills the process (``proc.kill(); proc.wait()``) when done.
+    """
+    proc = gsubprocess.Popen(
+        [sys.executable, "-m", "h3green", f"{module}:app", "--port", "0", "--no-access-log", *flags],
+        cwd=cwd,
+        env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
+        stdout=gsubprocess.PIPE,
+        stderr=gsubprocess.STDOUT,
+    )
+    assert proc.stdout is not None
+    with gevent.Timeout(20, AssertionError("the server process did not start")):
+        while line := proc.stdout.readline():
+            if b"listening on http://" in line:
+                return proc, int(line.rsplit(b":", 1)[1])
+    proc.kill()
+    raise AssertionError(f"the server process exited: {proc.communicate()[0]!r}")

@@ -19,7 +19,7 @@ import httpx
 import httpx_sse
 import pytest
 from gevent import subprocess as gsubprocess
-from live_helpers import RawClient, live_greenlets, wait_until
+from live_helpers import RawClient, live_greenlets, start_cli_server, wait_until
 
 from h3green import H3, BackpressureDetected, ConnectionLost, H3Event, Server, SSEWriter
 from h3green.sse import encode_event
@@ -89,24 +89,6 @@ def counter_app(interval: float, count: int = 10_000, closed: list[int] | None =
 # -- 9: no stall ----------------------------------------------------------------------------
 
 
-def _start_cli_server(module: str, env: dict[str, str], *flags: str) -> tuple[gsubprocess.Popen[bytes], int]:
-    """``python -m h3green module:app --port 0`` in tests/, and the port it reports."""
-    proc = gsubprocess.Popen(
-        [sys.executable, "-m", "h3green", f"{module}:app", "--port", "0", "--no-access-log", *flags],
-        cwd=Path(__file__).parent,
-        env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
-        stdout=gsubprocess.PIPE,
-        stderr=gsubprocess.STDOUT,
-    )
-    assert proc.stdout is not None
-    with gevent.Timeout(20, AssertionError("the server process did not start")):
-        while line := proc.stdout.readline():
-            if b"listening on http://" in line:
-                return proc, int(line.rsplit(b":", 1)[1])
-    proc.kill()
-    raise AssertionError(f"the server process exited: {proc.communicate()[0]!r}")
-
-
 def test_no_stall_500_streams_while_gets_answer() -> None:
     # The server runs in a process of its own (the CLI, monkey patched, streams sleeping
     # with time.sleep), the 500 stream readers in another; this process only times GETs,
@@ -115,7 +97,7 @@ def test_no_stall_500_streams_while_gets_answer() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 4 * streams:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8 * streams), hard))
-    server, port = _start_cli_server(
+    server, port = start_cli_server(
         "nostall_app", {"NOSTALL_INTERVAL": str(interval)}, "--sse-heartbeat", "0"
     )
     readers = gsubprocess.Popen(
