@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .cookies import delete_cookie_header, parse_cookie_header, set_cookie_header
 from .datastructures import Headers, QueryParams
 from .errors import HTTPError, ResponseAlreadySent, SSEAlreadyStarted
 from .response import check_status
@@ -61,6 +62,7 @@ class H3Event:
         "_body",
         "_body_cache",
         "_body_started",
+        "_cookies",
         "_head_sent",
         "_query",
         "_sse",
@@ -117,6 +119,7 @@ class H3Event:
         self._body_cache: bytes | None = None
         self._body_started = False
         self._query: QueryParams | None = None
+        self._cookies: dict[str, str] | None = None
         self._sse = False
         self._sse_heartbeat: float | None = None
         self._stream_callback: StreamCallback | None = None
@@ -231,6 +234,28 @@ class H3Event:
         self._check_not_sent()
         check_status(status)
         self.res.status = status
+
+    # -- cookies -------------------------------------------------------------------------
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        """The request's cookies (every ``Cookie`` header; the first of a name wins)."""
+        if self._cookies is None:
+            self._cookies = parse_cookie_header("; ".join(self.headers.getall("cookie")))
+        return self._cookies
+
+    def get_cookie(self, name: str, default: str | None = None) -> str | None:
+        return self.cookies.get(name, default)
+
+    def set_cookie(self, name: str, value: str, **attributes: Any) -> None:
+        """Add a ``Set-Cookie`` header; *attributes* as ``h3green.cookies.set_cookie_header``
+        (``max_age``, ``expires``, ``path="/"``, ``domain``, ``secure``, ``httponly``,
+        ``samesite="lax"``, ``partitioned``). Invalid names or values raise ``ValueError``."""
+        self.append_header("set-cookie", set_cookie_header(name, value, **attributes))
+
+    def delete_cookie(self, name: str, *, path: str | None = "/", domain: str | None = None) -> None:
+        """Tell the browser to drop cookie *name* (match the path and domain it was set with)."""
+        self.append_header("set-cookie", delete_cookie_header(name, path=path, domain=domain))
 
     # -- Server-Sent Events --------------------------------------------------------------
 
