@@ -237,7 +237,10 @@ def to_response(value: Any, event: H3Event) -> Response:
                 f"not {type(value).__name__}"
             )
         return SSEResponse(event._stream_callback, event.res.status or 200, heartbeat=event._sse_heartbeat)
-    return Response(value, event.res.status or 200)
+    staged = event.res.headers
+    # A Content-Type the handler staged beats the one its plain return value implies.
+    media_type = staged.get("content-type") if staged else None
+    return Response(value, event.res.status or 200, media_type=media_type)
 
 
 def merge_staged(response: Response, event: H3Event) -> Response:

@@ -127,18 +127,6 @@ def test_response_own_headers_win_over_staged() -> None:
     assert res.headers.getall("x-both") == ["own"]
 
 
-def test_staged_content_type_applies_to_plain_values() -> None:
-    app = H3()
-
-    @app.get("/")
-    def handler(event: H3Event) -> str:
-        event.set_header("content-type", "text/markdown")
-        return "# hi"
-
-    # The value's implied type is the response's own: it wins over what was staged.
-    assert TestClient(app).get("/").headers["content-type"] == "text/plain; charset=utf-8"
-
-
 def test_merge_staged_without_staged_headers_keeps_the_object() -> None:
     event = H3Event("GET", "/", Headers())
     response = Response("x")
@@ -393,3 +381,23 @@ def test_event_stream_returned_after_start_sse() -> None:
         assert stream.headers["content-type"] == "text/event-stream; charset=utf-8"
         assert stream.headers["x-stream"] == "1"
         assert [e.data for e in stream.iter_events()] == ["a", "b"]
+
+
+def test_staged_content_type_beats_the_default_of_a_plain_value() -> None:
+    app = H3()
+
+    @app.get("/csv")
+    def csv(event: H3Event) -> str:
+        event.set_header("Content-Type", "text/csv; charset=utf-8")
+        return "a,b\n1,2\n"
+
+    @app.get("/explicit")
+    def explicit(event: H3Event) -> Response:
+        event.set_header("content-type", "text/csv")
+        return html("<p>an explicit Response keeps its own type</p>")
+
+    client = TestClient(app)
+    response = client.get("/csv")
+    assert response.headers.getall("content-type") == ["text/csv; charset=utf-8"]
+    assert response.text == "a,b\n1,2\n"
+    assert client.get("/explicit").headers.getall("content-type") == ["text/html; charset=utf-8"]
