@@ -23,7 +23,7 @@ from .server import Config, serve
 
 __all__ = ["load_app", "main"]
 
-_FLAG_TYPES: dict[str, Any] = {"int": int, "float": float, "str | None": str}
+_FLAG_TYPES: dict[str, Any] = {"int": int, "float": float, "str": str, "str | None": str}
 _SKIPPED_FIELDS = {"access_log", "sse_shutdown_event"}
 
 

@@ -30,7 +30,7 @@ import socket
 import time
 from collections.abc import Callable, Iterable
 from email.utils import formatdate
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import gevent
 import gevent.event
@@ -46,6 +46,9 @@ from .errors import BackpressureDetected, ConnectionLost, HTTPError, SSEError
 from .event import DEFAULT_MAX_BODY_SIZE, H3Event
 from .response import Response, SSEResponse, close_body, error_response, json_dumps
 from .sse import SSEWriter, encode_event, spawn_stream
+
+if TYPE_CHECKING:
+    from . import _httptools
 
 __all__ = ["Config", "Connection", "Server", "serve"]
 
@@ -115,6 +118,27 @@ class Config:
     server_header: str | None = None
     #: Listen backlog: connections the kernel queues before ``accept``. gunicorn's 2,048.
     backlog: int = 2048
+    #: HTTP/1.1 parser: "h11" (pure Python), "httptools" (llhttp, in C: about 2.5x the
+    #: hello requests/s; ``pip install h3green[fast]``), or "auto" (httptools when
+    #: installed). Same answers, except where llhttp is stricter (see ``_httptools``).
+    http_parser: str = "h11"
+
+    def __post_init__(self) -> None:
+        if self.http_parser not in _PARSERS:
+            raise ValueError(f"http_parser must be one of {', '.join(_PARSERS)}, got {self.http_parser!r}")
+        if self.http_parser == "httptools" and _fast_driver() is None:
+            raise ValueError("http_parser='httptools' needs the httptools package: pip install h3green[fast]")
+
+
+_PARSERS: Final = ("h11", "httptools", "auto")
+
+
+def _fast_driver() -> type[_httptools.Driver] | None:
+    try:
+        from . import _httptools
+    except ImportError:
+        return None
+    return _httptools.Driver
 
 
 class _StreamDoneError(Exception):
@@ -295,7 +319,8 @@ class Connection:
         self.app = app
         self.config = config
         self.registry = registry
-        self.driver = Driver(
+        driver_class = Driver if config.http_parser == "h11" else (_fast_driver() or Driver)
+        self.driver: Driver | _httptools.Driver = driver_class(
             max_request_line=config.max_request_line,
             max_header_bytes=config.max_header_bytes,
             max_header_count=config.max_header_count,

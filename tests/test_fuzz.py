@@ -12,16 +12,18 @@ past the request line into heads, bodies, chunking and pipelining.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import os
 import re
 
 import gevent
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from h3green import H3, H3Event
+from h3green import H3, H3Event, _httptools
 from h3green._http11 import (
     NEED_DATA,
     PAUSED,
@@ -92,16 +94,22 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[Hea
 
 ALLOWED_ERRORS = {400, 413, 414, 431, 501, 505}
 
+# Every property holds for both HTTP/1.1 drivers (Config.http_parser).
+DRIVERS = [pytest.param(Driver, id="h11"), pytest.param(_httptools.Driver, id="httptools")]
+
 
 def _splits(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
     return [data[a:b] for a, b in itertools.pairwise(points) if b > a]
 
 
+@pytest.mark.parametrize("driver_class", DRIVERS)
 @FUZZ
 @given(chunks, st.lists(st.integers(min_value=0, max_value=10_000), max_size=8))
-def test_driver_turns_any_bytes_into_events_or_a_protocol_error(parts: list[bytes], cuts: list[int]) -> None:
-    driver = Driver(max_request_line=200, max_header_bytes=400, max_header_count=8)
+def test_driver_turns_any_bytes_into_events_or_a_protocol_error(
+    driver_class: type[Driver], parts: list[bytes], cuts: list[int]
+) -> None:
+    driver = driver_class(max_request_line=200, max_header_bytes=400, max_header_count=8)
     data = b"".join(parts)
     pieces = [*_splits(data, cuts), b""]  # b"": the client closes
     try:
@@ -196,9 +204,10 @@ CONFIG = Config(
 )
 
 
+@pytest.mark.parametrize("http_parser", ["h11", "httptools"])
 @FUZZ
 @given(chunks)
-def test_server_path_answers_any_bytes_with_4xx_or_a_clean_close(parts: list[bytes]) -> None:
+def test_server_path_answers_any_bytes_with_4xx_or_a_clean_close(http_parser: str, parts: list[bytes]) -> None:
     sock = _MemorySocket()
     for part in parts:
         if part:
@@ -208,7 +217,8 @@ def test_server_path_answers_any_bytes_with_4xx_or_a_clean_close(parts: list[byt
     logger = logging.getLogger("h3green")
     logger.addHandler(errors)
     try:
-        greenlet = gevent.spawn(Connection(sock, ("127.0.0.1", 1), app, CONFIG).run)
+        config = dataclasses.replace(CONFIG, http_parser=http_parser)
+        greenlet = gevent.spawn(Connection(sock, ("127.0.0.1", 1), app, config).run)
         greenlet.join(5)
         assert greenlet.dead and greenlet.successful(), greenlet.exception
     finally:
