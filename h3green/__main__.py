@@ -120,6 +120,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if field.name not in _SKIPPED_FIELDS and getattr(args, field.name) is not None
     }
     try:
+        Config(**options)  # a bad value (say --http-parser) is a usage error, not a traceback
+    except ValueError as exc:
+        print(f"h3green: error: {exc}", file=sys.stderr)
+        return 2
+    try:
         serve(app, args.host, args.port, access_log=args.access_log, **options)
     except OSError as exc:
         print(

@@ -23,8 +23,10 @@ queues them, and ``next_event`` hands them out in order.
   tokens, invalid chunks, overflowing lengths); its messages are replaced by ours.
 * Where llhttp is stricter than h11 its answer stands: a repeated Content-Length, even of
   one value ("3, 3" or two fields of 3; RFC 9110 §8.6 allows rejecting it), a bare LF as a
-  line ending (RFC 9112 §2.2 allows rejecting it), and a method llhttp does not know (it
-  parses only registered methods, so a very long method is a 400, not a 414). A request
+  line ending (RFC 9112 §2.2 allows rejecting it), a control character other than HTAB
+  in a field value (RFC 9110 §5.5 excludes them; h11 lets some through), and a method
+  llhttp does not know (it parses only registered methods, so a very long method is a
+  400, not a 414). A request
   with ``Upgrade`` and a body is refused with 400: httptools would skip its body.
 * Where llhttp is looser, ``_http11``'s answer is kept where it can be seen: an empty line
   before a request line is a 400 when it starts the bytes of a head (llhttp skips it, as
@@ -127,6 +129,7 @@ class Driver:
 
     __slots__ = (
         "_body_fed",
+        "_cl_body",
         "_closing_request",
         "_completed",
         "_connection",
@@ -151,7 +154,6 @@ class Driver:
         "_in_chunk_line",
         "_in_head",
         "_keep_alive",
-        "_method",
         "_parser",
         "_pending",
         "_progress",
@@ -197,6 +199,7 @@ class Driver:
         self._in_body = False
         self._in_chunk_line = False
         self._crlf_end = True
+        self._cl_body = False  # the request being read has a Content-Length body
         self._failed = False  # next_event raised: the client broke the protocol
         self._reset_request()
         # The request side of the cycle, kept for the response.
@@ -223,7 +226,6 @@ class Driver:
         return httptools.HttpRequestParser(callbacks)
 
     def _reset_request(self) -> None:
-        self._method = b""
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._field_bytes = 0
@@ -303,7 +305,8 @@ class Driver:
             raise ProtocolError(
                 400, "Found multiple Host: headers" if self._hosts else "Missing mandatory Host: header"
             )
-        if parser.should_upgrade() and (self._has_te or self._declares_body()):
+        self._cl_body = self._has_cl and self._declares_body()
+        if parser.should_upgrade() and (self._has_te or self._cl_body):
             # httptools hands the bytes after an upgrade request's head back unread, body
             # included; h3green never upgrades, so such a body would be misread.
             raise ProtocolError(400, "a request body with Upgrade is not supported")
@@ -320,6 +323,8 @@ class Driver:
         self._events.append(
             RequestHead(method.decode("ascii"), target, self._headers, version, expects_continue)
         )
+        # PERF: the head now belongs to the event; a stream holds none of it here.
+        self._reset_request()
 
     def _other_protocol(self) -> bool:
         """Is this an RTSP/1.x or ICE/1.x request line? llhttp parses those as HTTP/1.x."""
@@ -351,7 +356,7 @@ class Driver:
         self._in_body = False
         self._in_chunk_line = False
         # The next head starts right after a line end unless a Content-Length body ended this.
-        self._crlf_end = self._has_te or not self._declares_body()
+        self._crlf_end = not self._cl_body
         self._completed += 1
         self._events.append(_END_OF_BODY)
 
@@ -394,6 +399,8 @@ class Driver:
         except httptools.HttpParserError as exc:
             self._fail(ProtocolError(*_message(str(exc))))
             return
+        finally:
+            self._data = b""  # PERF: an idle connection keeps none of its last read
         if self._in_head:
             if completed != self._completed and self._crlf_end:
                 # The head began after a request that ended in this feed, at an offset
@@ -551,7 +558,7 @@ class Driver:
         """Bytes ending the response body (the zero chunk, when chunked)."""
         if self._response != _SEND_BODY:
             raise RuntimeError("no response body is being sent")
-        if self._framing <= _LENGTH and self._remaining > 0:  # _LENGTH
+        if self._framing == _LENGTH and self._remaining > 0:
             raise RuntimeError("too little data for the declared Content-Length")
         self._response = _DONE
         return b"0\r\n\r\n" if self._framing == _CHUNKED else b""

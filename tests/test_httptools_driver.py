@@ -15,7 +15,10 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import test_fuzz as tf
 from _rawhttp import RawClient, live_greenlets, wait_until, warm_up
+from hypothesis import given
+from hypothesis import strategies as st
 
 from h3green import H3, H3Event, Response, Server, SSEWriter, _http11, _httptools
 from h3green._http11 import NEED_DATA, PAUSED, Body, ClientClosed, EndOfBody, ProtocolError, RequestHead
@@ -472,3 +475,69 @@ def test_httptools_events_match_h11_on_a_mixed_conversation() -> None:
             (head.method, head.target, head.headers, head.http_version, head.expects_continue, body.data)
         )
     assert seen[0] == seen[1]
+
+
+def test_cli_refuses_an_unknown_parser(capsys: pytest.CaptureFixture[str]) -> None:
+    from h3green.__main__ import main
+
+    assert main(["examples/hello.py:app", "--http-parser", "fast"]) == 2
+    assert "h3green: error: http_parser must be one of h11, httptools, auto" in capsys.readouterr().err
+
+
+# -- differential: llhttp never accepts what h11 refuses ---------------------------------
+
+
+def _trace(driver_class: type, pieces: list[bytes]) -> list[object]:
+    """What a driver makes of *pieces*: heads, whole bodies, then an end or an error."""
+    driver = driver_class(max_request_line=200, max_header_bytes=400, max_header_count=8)
+    out: list[object] = []
+    body = b""
+    try:
+        for piece in pieces:
+            driver.receive_data(piece)
+            while (event := driver.next_event()) is not NEED_DATA:
+                if event is PAUSED or type(event) is ClientClosed:
+                    return out
+                if type(event) is RequestHead:
+                    out.append(
+                        (
+                            event.method,
+                            event.target,
+                            event.headers,
+                            event.http_version,
+                            event.expects_continue,
+                        )
+                    )
+                elif type(event) is Body:
+                    body += event.data
+                else:
+                    out.append(body)
+                    body = b""
+                    driver.head(200, [(b"content-length", b"0")])
+                    driver.end()
+                    if not driver.can_reuse:
+                        return out
+                    driver.start_next_cycle()
+    except ProtocolError as exc:
+        out.append(exc)
+    return out
+
+
+@tf.FUZZ
+@given(tf.chunks, st.lists(st.integers(min_value=0, max_value=10_000), max_size=8))
+def test_httptools_agrees_with_h11_or_is_stricter(parts: list[bytes], cuts: list[int]) -> None:
+    pieces = [*tf._splits(b"".join(parts), cuts), b""]
+    ours = _trace(_http11.Driver, pieces)
+    fast = _trace(_httptools.Driver, pieces)
+    for mine, theirs in zip(ours, fast, strict=False):
+        if isinstance(mine, ProtocolError):
+            # RFC 9112 §2.2: llhttp skips an empty line between two requests of one read.
+            assert isinstance(theirs, ProtocolError) or mine.message == "no request line received", (
+                mine,
+                theirs,
+            )
+            return
+        if isinstance(theirs, ProtocolError):
+            return  # stricter: see the module docstring of h3green._httptools
+        assert mine == theirs
+    assert len(ours) == len(fast)
