@@ -240,8 +240,7 @@ class Driver:
 
     def _on_message_begin(self) -> None:
         self._progress = True
-        self._in_head = True
-        self._reset_request()
+        self._in_head = True  # the fields of the last head were cleared when it completed
 
     def _on_url(self, fragment: bytes) -> None:
         self._progress = True
@@ -318,8 +317,11 @@ class Driver:
             raise ProtocolError(400, "malformed request line")
         method = parser.get_method()
         # For the response, once next_event hands this head out.
-        self._heads.append((method, version, version != "1.1" or _has_token(self._connection, b"close")))
-        expects_continue = version == "1.1" and _has_token(self._expect, b"100-continue")
+        closes = version != "1.1" or (bool(self._connection) and _has_token(self._connection, b"close"))
+        self._heads.append((method, version, closes))
+        expects_continue = (
+            version == "1.1" and bool(self._expect) and _has_token(self._expect, b"100-continue")
+        )
         self._events.append(
             RequestHead(method.decode("ascii"), target, self._headers, version, expects_continue)
         )

@@ -215,7 +215,7 @@ def test_auto_picks_httptools_when_installed() -> None:
         assert type(conn.driver) is _httptools.Driver
     finally:
         conn.sock.close()
-    h11_conn = Connection(socket.socket(), None, app, Config())
+    h11_conn = Connection(socket.socket(), None, app, Config(http_parser="h11"))
     try:
         assert type(h11_conn.driver) is _http11.Driver
     finally:
