@@ -372,8 +372,9 @@ class Driver:
         """Feed bytes read from the socket; ``b""`` means the client closed its side."""
         if not data:
             self._eof = True
-        elif self._completed > self._cycle or self._error is not None or self._pending:
-            # The current request is complete (or broken): hold the bytes, unparsed.
+        elif self._completed > self._cycle or self._error is not None or self._pending or self._events:
+            # The current request is complete (or broken), or its events are not taken yet
+            # (a stream runs while the client sends): hold the bytes, unparsed and counted.
             self._pending += data
         else:
             self._feed(data)

@@ -347,6 +347,17 @@ def test_httptools_partial_head_after_a_body_is_bounded() -> None:
 
 
 @pytest.mark.parametrize("driver_class", DRIVERS)
+def test_bytes_nobody_reads_are_counted_not_parsed(driver_class: type) -> None:
+    # A stream's watcher feeds what the client sends and bounds it by trailing_data.
+    driver = driver_class(**LIMITS)
+    events_of(driver, b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n")
+    for _ in range(3):
+        driver.receive_data(b"x" * 1000)
+    assert len(driver.trailing_data[0]) >= 2000
+    assert type(driver.next_event()) is Body
+
+
+@pytest.mark.parametrize("driver_class", DRIVERS)
 def test_upgrade_is_not_taken_up(driver_class: type) -> None:
     driver = driver_class(**LIMITS)
     upgrade = b"GET / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
