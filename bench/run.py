@@ -97,7 +97,8 @@ def ref_peer(ref: str, into: Path) -> Peer:
 def peers() -> tuple[list[Peer], list[str]]:
     servers = str(BENCH / "servers.py")
     found = [
-        Peer(H3, _script(servers, "h3green"), "h3green.Server, access log off"),
+        Peer(H3, _script(servers, "h3green"), "h3green.Server (httptools parser), access log off"),
+        Peer("h3green/h11", _script(servers, "h3green-h11"), "h3green.Server on the h11 parser"),
         Peer("h3green+log", _script(servers, "h3green-log"), "access log on, INFO, to a file"),
         Peer(
             "h3green/gunicorn",

@@ -3,6 +3,7 @@
 Kinds:
 
 * ``h3green``: ``h3green.Server`` with the benchmark app, access log off;
+* ``h3green-h11``: the same on the pure-Python h11 parser instead of httptools;
 * ``h3green-log``: the same with the access log on, at INFO, written to a file;
 * ``pywsgi``: ``gevent.pywsgi`` with a raw WSGI app, no access log, ``TCP_NODELAY``;
 * ``h3green-sse``: SSE endpoints for the memory, fan-out and throughput figures;
@@ -35,7 +36,7 @@ from gevent import pywsgi  # noqa: E402
 SSE_MAX_CONNECTIONS = 20000
 
 
-def serve_h3green(port: int, access_log: bool) -> None:
+def serve_h3green(port: int, access_log: bool, http_parser: str = "auto") -> None:
     import h3green
     from h3green import Server
 
@@ -48,7 +49,7 @@ def serve_h3green(port: int, access_log: bool) -> None:
         access.addHandler(handler)
         access.setLevel(logging.INFO)
         access.propagate = False
-    Server(apps.make_h3_app(), "127.0.0.1", port, access_log=access_log).serve_forever()
+    Server(apps.make_h3_app(), "127.0.0.1", port, access_log=access_log, http_parser=http_parser).serve_forever()
 
 
 class _NoDelayServer(pywsgi.WSGIServer):  # type: ignore[misc]
@@ -122,6 +123,8 @@ def main(argv: list[str]) -> None:
     kind, port = argv[0], int(argv[1])
     if kind == "h3green":
         serve_h3green(port, access_log=False)
+    elif kind == "h3green-h11":
+        serve_h3green(port, access_log=False, http_parser="h11")
     elif kind == "h3green-log":
         serve_h3green(port, access_log=True)
     elif kind == "pywsgi":

@@ -118,16 +118,16 @@ class Config:
     server_header: str | None = None
     #: Listen backlog: connections the kernel queues before ``accept``. gunicorn's 2,048.
     backlog: int = 2048
-    #: HTTP/1.1 parser: "h11" (pure Python), "httptools" (llhttp, in C: about 2.5x the
-    #: hello requests/s; ``pip install h3green[fast]``), or "auto" (httptools when
-    #: installed). Same answers, except where llhttp is stricter (see ``_httptools``).
-    http_parser: str = "h11"
+    #: HTTP/1.1 parser: "auto" (httptools when importable, else h11), "httptools" (llhttp,
+    #: in C: about 2.5x the hello requests/s of h11), or "h11" (pure Python, the reference).
+    #: Same answers, except where llhttp is stricter (see ``_httptools``).
+    http_parser: str = "auto"
 
     def __post_init__(self) -> None:
         if self.http_parser not in _PARSERS:
             raise ValueError(f"http_parser must be one of {', '.join(_PARSERS)}, got {self.http_parser!r}")
         if self.http_parser == "httptools" and _fast_driver() is None:
-            raise ValueError("http_parser='httptools' needs the httptools package: pip install h3green[fast]")
+            raise ValueError("http_parser='httptools' needs the httptools package: pip install httptools")
 
 
 _PARSERS: Final = ("h11", "httptools", "auto")
