@@ -16,8 +16,9 @@ tests follow Server-Sent Events; leaving its ``with`` block disconnects the clie
 
 from __future__ import annotations
 
+import codecs
 import json as jsonlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -29,7 +30,14 @@ from .app import H3
 from .datastructures import Headers
 from .server import Config, Connection
 
-__all__ = ["ServerSentEvent", "StreamingResponse", "TestClient", "TestResponse"]
+__all__ = [
+    "ServerSentEvent",
+    "StreamingResponse",
+    "TestClient",
+    "TestResponse",
+    "parse_sse_lines",
+    "split_lines",
+]
 
 _EOF = b""
 
@@ -130,6 +138,28 @@ class ServerSentEvent:
         return f"ServerSentEvent(event={self.event!r}, data={self.data!r}, id={self.id!r})"
 
 
+def split_lines(pieces: Iterable[bytes]) -> Iterator[str]:
+    """UTF-8 text lines from body pieces, split on CRLF, CR or LF (WHATWG §9.2.5).
+
+    A character or a CRLF split across two pieces is kept whole.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    buffer = ""
+    for piece in pieces:
+        buffer += decoder.decode(piece)
+        # A trailing CR may be the first half of a CRLF: wait for the next piece.
+        cut = len(buffer) - 1 if buffer.endswith("\r") else len(buffer)
+        lines = buffer[:cut].replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        buffer = lines.pop() + buffer[cut:]
+        yield from lines
+    buffer += decoder.decode(b"", final=True)
+    if buffer:
+        lines = buffer.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        if not lines[-1]:
+            lines.pop()  # the body ended with a line break: no line follows it
+        yield from lines
+
+
 def parse_sse_lines(lines: Iterator[str]) -> Iterator[ServerSentEvent]:
     """Dispatch events from lines (without their line breaks), per WHATWG HTML §9.2.6."""
     data: list[str] = []
@@ -178,14 +208,7 @@ class StreamingResponse:
 
     def iter_lines(self) -> Iterator[str]:
         """Body lines, split on CRLF, CR or LF as the SSE format requires."""
-        buffer = ""
-        for piece in self.iter_bytes():
-            buffer += piece.decode()
-            lines = buffer.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-            buffer = lines.pop()
-            yield from lines
-        if buffer:
-            yield buffer
+        return split_lines(self.iter_bytes())
 
     def iter_events(self) -> Iterator[ServerSentEvent]:
         """Server-Sent Events, parsed the way a browser's EventSource does."""

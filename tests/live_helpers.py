@@ -21,7 +21,7 @@ import h11
 from gevent import socket as gsocket
 from gevent import subprocess as gsubprocess
 
-from h3green.testing import ServerSentEvent, parse_sse_lines
+from h3green.testing import ServerSentEvent, parse_sse_lines, split_lines
 
 #: ``(host, port)`` for TCP, or the path of a UNIX socket.
 Address = tuple[str, int] | str
@@ -91,12 +91,7 @@ class RawClient:
         return received
 
     def lines(self) -> Iterator[str]:
-        buffer = ""
-        for piece in self.pieces():
-            buffer += piece.decode()
-            parts = buffer.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-            buffer = parts.pop()
-            yield from parts
+        return split_lines(self.pieces())
 
     def events(self) -> Iterator[ServerSentEvent]:
         return parse_sse_lines(self.lines())

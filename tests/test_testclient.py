@@ -9,7 +9,7 @@ import gevent.event
 import pytest
 
 from h3green import H3, H3Event
-from h3green.testing import TestClient, TestResponse, _MemorySocket, parse_sse_lines
+from h3green.testing import TestClient, TestResponse, _MemorySocket, parse_sse_lines, split_lines
 
 
 def echo(event: H3Event) -> dict[str, Any]:
@@ -173,3 +173,17 @@ def test_sse_line_parser_follows_the_whatwg_rules() -> None:
     assert (second.data, second.event, second.id, second.retry) == ("second", "message", "7", None)
     assert repr(second) == "ServerSentEvent(event='message', data='second', id='7')"
     assert next(parse_sse_lines(iter(['data: {"a": 1}', ""]))).json() == {"a": 1}
+
+
+@pytest.mark.parametrize(
+    ("pieces", "lines"),
+    [
+        ([b"a\r", b"\nb\n"], ["a", "b"]),  # a CRLF split across two pieces is one break
+        ([b"a\r", b"b\r"], ["a", "b"]),  # lone CRs, the last one at the very end
+        ([b"caf\xc3", b"\xa9\n"], ["café"]),  # a character split across two pieces
+        ([b"x\n\n", b"tail"], ["x", "", "tail"]),
+        ([], []),
+    ],
+)
+def test_split_lines_keeps_breaks_and_characters_whole(pieces: list[bytes], lines: list[str]) -> None:
+    assert list(split_lines(pieces)) == lines
