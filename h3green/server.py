@@ -993,9 +993,8 @@ class Server:
         if busy := len(connections) - idle - streams:
             logger.info("h3green waiting up to %.1f s for %d request(s) in flight", timeout, busy)
         if connections:
-            connections.emptied.clear()
-            if connections:
-                connections.emptied.wait(max(0.0, deadline - time.monotonic()))
+            connections.emptied.clear()  # set again by the discard that empties the set
+            connections.emptied.wait(max(0.0, deadline - time.monotonic()))
         if connections:
             logger.warning(
                 "h3green cutting %d connection(s) still open after %.1f s", len(connections), timeout
