@@ -24,6 +24,7 @@ if _sys.argv[:1] == ["-m"] and _sys.orig_argv[_sys.orig_argv.index("-m") + 1 :][
     _monkey.patch_all()
 
 from .app import H3 as H3
+from .channel import Channel as Channel
 from .datastructures import Headers as Headers
 from .datastructures import QueryParams as QueryParams
 from .errors import BackpressureDetected as BackpressureDetected
@@ -41,7 +42,6 @@ from .response import no_content as no_content
 from .response import redirect as redirect
 from .server import Server as Server
 from .server import serve as serve
-from .sse import Channel as Channel
 from .sse import EventStream as EventStream
 from .sse import SSEEvent as SSEEvent
 from .sse import SSEWriter as SSEWriter

@@ -190,7 +190,7 @@ class H3:
         if isinstance(app, H3):
             handler = _MountedH3(app, prefix)
         elif callable(app):
-            from .wsgi import WSGIMount
+            from .wsgi_mount import WSGIMount
 
             handler = WSGIMount(app, prefix)
         else:
@@ -271,7 +271,7 @@ class H3:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Every ``H3`` app is a WSGI application."""
-        from .wsgi import serve_wsgi
+        from .wsgi_adapter import serve_wsgi
 
         body: Iterable[bytes] = serve_wsgi(self, environ, start_response)
         return body

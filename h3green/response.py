@@ -18,18 +18,18 @@ a name the response sets itself wins.
 
 from __future__ import annotations
 
-import json
 import logging
 import traceback
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
+from ._json import json_dumps
 from .datastructures import Headers, HeadersInit
 from .errors import HTTPError
+from .sse import EventStream
 
 if TYPE_CHECKING:
     from .event import H3Event, StreamCallback
-    from .sse import EventStream
 
 __all__ = [
     "Response",
@@ -73,16 +73,6 @@ def close_body(body: object) -> None:
             close()
         except Exception:
             logger.exception("closing a response body failed")
-
-
-# PERF: json.dumps with any non-default option builds a new JSONEncoder on every call;
-# one configured encoder, made once, gives the same output (~1% of a JSON response).
-_JSON_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-
-
-def json_dumps(value: Any) -> bytes:
-    """Compact UTF-8 JSON, as h3green writes it everywhere."""
-    return _JSON_ENCODER.encode(value).encode()
 
 
 class _EncodedStream:
@@ -203,17 +193,6 @@ def no_content(headers: HeadersInit = None) -> Response:
     return Response(None, 204, headers)
 
 
-def _event_stream_class() -> type[EventStream]:
-    global _EventStream
-    from .sse import EventStream  # sse imports this module
-
-    _EventStream = EventStream
-    return EventStream
-
-
-_EventStream: type[EventStream] | None = None
-
-
 def to_response(value: Any, event: H3Event) -> Response:
     """Turn a handler's return value into a ``Response`` (staged status applied)."""
     if isinstance(value, Response):
@@ -224,8 +203,7 @@ def to_response(value: Any, event: H3Event) -> Response:
                 f"not a {type(value).__name__}"
             )
         return value
-    # PERF: an import statement here cost ~2% of a hello request; it is resolved once.
-    if isinstance(value, _EventStream or _event_stream_class()):
+    if isinstance(value, EventStream):
         if not event.is_sse:
             event.start_sse()
         event.set_stream_callback(value.run)

@@ -40,11 +40,12 @@ from gevent.server import StreamServer
 
 from . import _http11
 from ._http11 import NEED_DATA, Body, ClientClosed, Driver, EndOfBody, ProtocolError, RequestHead
+from ._json import json_dumps
 from .app import H3
 from .datastructures import Headers
 from .errors import BackpressureDetected, ConnectionLost, HTTPError, SSEError
 from .event import DEFAULT_MAX_BODY_SIZE, H3Event
-from .response import Response, SSEResponse, close_body, error_response, json_dumps
+from .response import Response, SSEResponse, close_body, error_response
 from .sse import SSEWriter, encode_event, spawn_stream
 
 if TYPE_CHECKING:

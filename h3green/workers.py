@@ -50,11 +50,12 @@ from typing import Any, Final
 import gevent
 from gunicorn.workers.ggevent import GeventWorker  # type: ignore[import-untyped]
 
-from . import wsgi
+from . import wsgi_mount
 from .app import H3
 from .event import H3Event
 from .response import Response
 from .server import Config, Server
+from .wsgi_adapter import WSGIAdapter
 
 __all__ = ["H3Worker", "config_from_gunicorn"]
 
@@ -150,7 +151,7 @@ class H3Worker(GeventWorker):  # type: ignore[misc]
     def load_wsgi(self) -> None:
         super().load_wsgi()
         app = self.wsgi
-        if isinstance(app, wsgi.WSGIAdapter):
+        if isinstance(app, WSGIAdapter):
             app = app.app
         if not isinstance(app, H3):
             self.log.error(
@@ -184,7 +185,7 @@ class H3Worker(GeventWorker):  # type: ignore[misc]
 
     def run(self) -> None:
         app = self.app_h3
-        wsgi.MULTIPROCESS = self.cfg.workers > 1
+        wsgi_mount.MULTIPROCESS = self.cfg.workers > 1
         self._route_logs()
         if self.max_requests < sys.maxsize:
             app.on_response.append(self._count_request)

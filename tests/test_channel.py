@@ -11,7 +11,7 @@ import pytest
 from live_helpers import RawClient, live_greenlets, wait_until
 
 from h3green import H3, BackpressureDetected, Channel, H3Event, Headers, SSEWriter
-from h3green import sse as sse_module
+from h3green import channel as channel_module
 from h3green.sse import MemoryHistory, encode_event
 from h3green.testing import TestClient
 
@@ -109,13 +109,13 @@ def test_publish_encodes_once_and_fans_out(monkeypatch: pytest.MonkeyPatch) -> N
     greenlets = [listening(channel, writer) for writer, _ in pairs]
     assert len(channel) == 50
     calls: list[int] = []
-    real = sse_module.encode_event
+    real = channel_module.encode_event
 
     def counting(*args: Any, **kwargs: Any) -> bytes:
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(sse_module, "encode_event", counting)
+    monkeypatch.setattr(channel_module, "encode_event", counting)
     assert channel.publish({"n": 1}, event="tick") == "1"
     assert channel.publish("two") == "2"
     assert channel.publish("named", id="x") == "x"

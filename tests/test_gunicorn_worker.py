@@ -21,8 +21,9 @@ from gunicorn.glogging import Logger
 from live_helpers import RawClient
 from test_gunicorn import CLIENT_TIMEOUT, get
 
-from h3green import H3, H3Event, SSEWriter, wsgi
+from h3green import H3, H3Event, SSEWriter, wsgi_mount
 from h3green.workers import H3Worker, config_from_gunicorn
+from h3green.wsgi import WSGIAdapter
 
 
 def make_app() -> H3:
@@ -57,13 +58,13 @@ def restore_logging() -> Iterator[None]:
     for name in ("h3green", "h3green.access"):
         log = logging.getLogger(name)
         saved.append((log, list(log.handlers), log.propagate, log.level))
-    multiprocess = wsgi.MULTIPROCESS
+    multiprocess = wsgi_mount.MULTIPROCESS
     yield
     for log, handlers, propagate, level in saved:
         log.handlers[:] = handlers
         log.propagate = propagate
         log.setLevel(level)
-    wsgi.MULTIPROCESS = multiprocess
+    wsgi_mount.MULTIPROCESS = multiprocess
 
 
 def make_worker(tmp_path: Path, target: Any, **settings: Any) -> H3Worker:
@@ -126,7 +127,7 @@ def test_worker_serves_logs_and_shuts_streams_down(worker_factory: Any, tmp_path
         runner.kill()
     text = access.read_text()
     assert f"127.0.0.1 GET / HTTP/1.1 200 2 <{os.getpid()}>" in text
-    assert wsgi.MULTIPROCESS is False
+    assert wsgi_mount.MULTIPROCESS is False
 
 
 def test_access_handler_formats_rejected_requests(worker_factory: Any, tmp_path: Path) -> None:
@@ -160,7 +161,7 @@ def test_max_requests_ends_the_run_loop(worker_factory: Any) -> None:
         assert get(address(worker))[0] == 200
         runner.join(5)
         assert runner.dead and not worker.alive
-        assert wsgi.MULTIPROCESS is True
+        assert wsgi_mount.MULTIPROCESS is True
     finally:
         runner.kill()
 
@@ -198,7 +199,7 @@ def test_non_h3_app_is_refused(worker_factory: Any, tmp_path: Path) -> None:
 
 def test_wsgi_adapter_is_unwrapped(worker_factory: Any) -> None:
     app = make_app()
-    worker = worker_factory(wsgi.WSGIAdapter(app))
+    worker = worker_factory(WSGIAdapter(app))
     worker.load_wsgi()
     assert worker.app_h3 is app
 

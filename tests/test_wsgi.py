@@ -545,7 +545,7 @@ def test_closing_a_body_that_fails_is_logged(caplog: pytest.LogCaptureFixture) -
 
 
 def test_closing_iterator_is_its_own_iterator() -> None:
-    from h3green.wsgi import _ClosingIterator
+    from h3green.wsgi_adapter import _ClosingIterator
 
     iterator = _ClosingIterator([b"x"])
     assert iter(iterator) is iterator
@@ -554,7 +554,7 @@ def test_closing_iterator_is_its_own_iterator() -> None:
 
 def test_sse_transport_after_close_and_full_finish() -> None:
     from h3green import ConnectionLost
-    from h3green.wsgi import _END, _QueueTransport
+    from h3green.wsgi_adapter import _END, _QueueTransport
 
     transport = _QueueTransport(1, 0)
     transport.send(b"data: 1\n\n")

@@ -221,7 +221,7 @@ def test_write_misuse_is_a_500() -> None:
 
 
 def test_write_before_start_response_is_refused() -> None:
-    from h3green.wsgi import _StartResponse
+    from h3green.wsgi_mount import _StartResponse
 
     with pytest.raises(RuntimeError, match="before start_response"):
         _StartResponse().write(b"x")

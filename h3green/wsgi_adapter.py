@@ -1,0 +1,447 @@
+"""An ``H3`` app served by any WSGI server (gunicorn -k gevent, uWSGI, wsgiref...).
+
+Strategy, H3 as WSGI (``serve_wsgi``, ``WSGIAdapter``): the environ becomes an
+``H3Event`` (its body a ``BodySource`` over ``wsgi.input`` that never reads past
+``CONTENT_LENGTH``), ``app.handle`` runs exactly as on the native server, and the
+``Response`` goes back through ``start_response``. PEP 3333 hands ``PATH_INFO`` over as
+the raw bytes decoded as latin-1; they are percent-quoted again so that the app's own
+canonicalisation (strict UTF-8, dot segments) applies unchanged. Routing uses
+``PATH_INFO``: the app lives at ``SCRIPT_NAME``.
+
+Server-Sent Events through WSGI: the response is an iterable that drains a bounded
+``gevent.queue.Queue``. The stream callback still runs in its own greenlet
+(``spawn_stream``, ``gevent.spawn_later(0)``) on an ``SSEWriter`` whose transport puts
+encoded events into that queue; a queue that stays full for ``sse_send_timeout`` means
+the client stopped reading (``BackpressureDetected``). While the queue is idle the
+iterable yields heartbeat comments, which is also how a WSGI server finds out that the
+client left: its write fails and it calls ``close()``, which ends the writer (``on_close``
+runs) and kills the callback greenlet.
+
+Without gevent (wsgiref, a thread per request): it still works. Every OS thread has its
+own gevent hub, and the thread serving the stream runs that hub whenever it waits on the
+queue, so the callback greenlet runs in the same thread and nothing is shared between
+threads. The price is one server thread per open stream, and a blocking call in the
+callback (an unpatched ``time.sleep``) holds up that stream's thread, no other. gevent
+objects shared between streams (a ``Channel``) belong to one hub: they need a gevent server.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import quote
+
+import gevent
+import gevent.queue
+from gevent._hub_local import get_hub_if_exists
+
+from .datastructures import Headers
+from .errors import BackpressureDetected, ConnectionLost, HTTPError, status_text
+from .event import DEFAULT_MAX_BODY_SIZE, H3Event
+from .response import Response, SSEResponse, close_body, error_response
+from .sse import SSEWriter, encode_comment, spawn_stream
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+    from .app import H3
+
+__all__ = ["WSGIAdapter", "WSGIConfig", "event_from_environ", "serve_wsgi"]
+
+logger = logging.getLogger("h3green")
+
+_NO_BODY_STATUSES: Final = frozenset({204, 304})
+# RFC 9110 §7.6.1: connection-specific fields belong to the server that frames the
+# response; PEP 3333 forbids an application to send them.
+_HOP_BY_HOP: Final = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+    }
+)
+# RFC 3986 §3.3: characters a path segment may hold unescaped ("/" separates them).
+_PATH_SAFE: Final = "/!$&'()*+,;=:@-._~"
+_READ_CHUNK: Final = 65536
+_KILL_TIMEOUT: Final = 1.0
+_END: Final = b""  # queue sentinel (events are never empty)
+
+
+@dataclasses.dataclass(slots=True)
+class WSGIConfig:
+    """Limits of the WSGI path; every field is a keyword of ``WSGIAdapter``."""
+
+    #: Largest request body accepted (413 beyond), as ``Config.max_body_size``.
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE
+    #: Seconds of stream idleness after which a heartbeat comment is yielded (0: never).
+    sse_heartbeat: float = 15.0
+    #: Seconds a stream callback may wait on a full queue before the client counts as
+    #: not reading (0: wait forever).
+    sse_send_timeout: float = 10.0
+    #: Encoded events queued per stream between the callback and the WSGI server.
+    sse_queue_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.sse_queue_size < 1:
+            raise ValueError(f"sse_queue_size must be at least 1, got {self.sse_queue_size}")
+        if self.max_body_size < 0 or self.sse_heartbeat < 0 or self.sse_send_timeout < 0:
+            raise ValueError("max_body_size, sse_heartbeat and sse_send_timeout must be >= 0")
+
+
+_DEFAULT_CONFIG: Final = WSGIConfig()
+
+
+# -- H3 as a WSGI application ----------------------------------------------------------------
+
+
+class _WSGIBody:
+    """A ``BodySource`` over ``wsgi.input`` that stops at ``CONTENT_LENGTH``.
+
+    PEP 3333: "the application should not attempt to read more data than is specified
+    by the CONTENT_LENGTH variable"; without one the body is empty, unless the server
+    sets ``wsgi.input_terminated`` (then the stream ends with the body).
+    """
+
+    __slots__ = ("_input", "_remaining")
+
+    def __init__(self, stream: Any, length: int | None) -> None:
+        self._input = stream
+        self._remaining = length
+
+    def read(self) -> bytes:
+        remaining = self._remaining
+        if remaining is not None and remaining <= 0:
+            return b""
+        size = _READ_CHUNK if remaining is None else min(remaining, _READ_CHUNK)
+        try:
+            data: bytes = self._input.read(size)
+        except OSError:
+            raise HTTPError(400, "the request body could not be read") from None
+        if remaining is None:
+            return data
+        if not data:
+            raise HTTPError(400, "client closed the connection before the body was complete")
+        self._remaining = remaining - len(data)
+        return data
+
+
+def _environ_headers(environ: WSGIEnvironment) -> Headers:
+    items = []
+    for key, value in environ.items():
+        if key[:5] == "HTTP_" and key not in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"):
+            items.append((key[5:].replace("_", "-").lower(), value))
+    content_type = environ.get("CONTENT_TYPE")
+    if content_type:
+        items.append(("content-type", content_type))
+    content_length = environ.get("CONTENT_LENGTH")
+    if content_length:
+        items.append(("content-length", content_length))
+    headers = Headers()
+    headers._items = items
+    return headers
+
+
+def _quote_path(wsgi_path: str) -> str:
+    """A PEP 3333 path (latin-1 string of raw bytes) as the percent-encoded target path."""
+    return quote(wsgi_path.encode("latin-1"), safe=_PATH_SAFE)
+
+
+def event_from_environ(environ: WSGIEnvironment, config: WSGIConfig = _DEFAULT_CONFIG) -> H3Event:
+    """The ``H3Event`` for a WSGI request (``HTTPError(400)`` for a bad ``CONTENT_LENGTH``)."""
+    headers = _environ_headers(environ)
+    declared = environ.get("CONTENT_LENGTH") or ""
+    length: int | None = 0
+    if declared:
+        if not declared.isdigit():
+            raise HTTPError(400, f"invalid Content-Length {declared!r}")
+        length = int(declared)
+    elif environ.get("wsgi.input_terminated"):
+        length = None
+    scheme = environ.get("wsgi.url_scheme", "http")
+    if "host" not in headers:
+        # PEP 3333 "URL Reconstruction": SERVER_NAME, and the port unless the default.
+        host = environ.get("SERVER_NAME", "localhost")
+        port = environ.get("SERVER_PORT")
+        if port and port != ("443" if scheme == "https" else "80"):
+            host += ":" + port
+        headers._items.append(("host", host))
+    path = _quote_path(environ.get("PATH_INFO") or "/")
+    query = environ.get("QUERY_STRING", "")
+    target = environ.get("RAW_URI") or environ.get("REQUEST_URI") or ""
+    if not target.startswith("/"):
+        target = _quote_path(environ.get("SCRIPT_NAME", "")) + path
+        if query:
+            target += "?" + query
+    protocol: str = environ.get("SERVER_PROTOCOL", "HTTP/1.1")
+    event = H3Event(
+        environ["REQUEST_METHOD"],
+        target,
+        headers,
+        path=path,
+        http_version=protocol[5:] if protocol.startswith("HTTP/") else "1.1",
+        remote_addr=environ.get("REMOTE_ADDR"),
+        scheme=scheme,
+        body=_WSGIBody(environ["wsgi.input"], length),
+        max_body_size=config.max_body_size,
+    )
+    # The query string travels separately in WSGI; a RAW_URI target already carries it.
+    event.query_string = query
+    return event
+
+
+def _status_line(status: int) -> str:
+    return f"{status} {status_text(status) or 'Unknown'}"
+
+
+class _ClosingIterator:
+    """Yields a response body, and passes the WSGI server's ``close()`` on to it."""
+
+    __slots__ = ("_body", "_iterator")
+
+    def __init__(self, body: Iterable[bytes]) -> None:
+        self._body = body
+        self._iterator = iter(body)
+
+    def __iter__(self) -> _ClosingIterator:
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self._iterator)
+
+    def close(self) -> None:
+        close_body(self._body)
+
+
+class WSGIAdapter:
+    """``app`` as a WSGI application with options: ``WSGIAdapter(app, max_body_size=...)``.
+
+    Options are the fields of ``WSGIConfig``. ``app(environ, start_response)`` itself
+    uses the defaults.
+    """
+
+    __slots__ = ("app", "config")
+
+    def __init__(self, app: H3, **options: Any) -> None:
+        from .app import H3
+
+        if not isinstance(app, H3):
+            raise TypeError(f"WSGIAdapter serves an H3 app, got {app!r}")
+        self.app = app
+        self.config = WSGIConfig(**options)
+
+    def __repr__(self) -> str:
+        return f"<WSGIAdapter {self.app!r}>"
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        return _serve(self.app, self.config, environ, start_response)
+
+
+def serve_wsgi(app: H3, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    """Answer one WSGI request with *app* (what ``H3.__call__`` does)."""
+    return _serve(app, _DEFAULT_CONFIG, environ, start_response)
+
+
+def _serve(
+    app: H3, config: WSGIConfig, environ: WSGIEnvironment, start_response: StartResponse
+) -> Iterable[bytes]:
+    try:
+        event = event_from_environ(environ, config)
+    except HTTPError as exc:
+        return _send_bytes(error_response(exc), environ.get("REQUEST_METHOD", "GET"), start_response)
+    response = app.handle(event)
+    method = event.method
+    event._head_sent = True  # from here on, as on the native server, the head is fixed
+    if isinstance(response, SSEResponse):
+        start_response(_status_line(response.status), _wsgi_headers(response))
+        if response.callback is None or method == "HEAD":
+            return []
+        heartbeat = config.sse_heartbeat if response.heartbeat is None else response.heartbeat
+        return _SSEIterable(event, response.callback, config, heartbeat)
+    body = response.body
+    if type(body) is bytes:
+        return _send_bytes(response, method, start_response)
+    assert not isinstance(body, bytes)
+    status = response.status
+    if status in _NO_BODY_STATUSES or status < 200 or method == "HEAD":
+        close_body(body)
+        start_response(_status_line(status), _wsgi_headers(response))
+        return []
+    # Like the native server, hold the head back until the first piece exists, so an
+    # iterable that fails at once still gets an honest error response.
+    iterator = _ClosingIterator(body)
+    try:
+        first = next(iterator, None)
+    except HTTPError as exc:
+        iterator.close()
+        return _send_bytes(error_response(exc), method, start_response)
+    except Exception:
+        logger.exception("streamed response body of %s %s failed", method, event.target)
+        iterator.close()
+        return _send_bytes(error_response(None, app.debug), method, start_response)
+    start_response(_status_line(status), _wsgi_headers(response))
+    if first is None:
+        iterator.close()
+        return []
+    return _Prepended(first, iterator)
+
+
+def _wsgi_headers(response: Response) -> list[tuple[str, str]]:
+    return [(name, value) for name, value in response.headers._items if name not in _HOP_BY_HOP]
+
+
+def _send_bytes(response: Response, method: str, start_response: StartResponse) -> list[bytes]:
+    """A response with a bytes body: framed by Content-Length, no body when none is due."""
+    body = response.body
+    assert type(body) is bytes
+    status = response.status
+    headers = _wsgi_headers(response)
+    no_body = status in _NO_BODY_STATUSES or status < 200
+    if not no_body:
+        headers.append(("content-length", str(len(body))))
+    start_response(_status_line(status), headers)
+    return [] if no_body or method == "HEAD" else [body]
+
+
+class _Prepended:
+    """The first piece (already pulled), then the rest, with ``close()`` passed on."""
+
+    __slots__ = ("_first", "_rest")
+
+    def __init__(self, first: bytes, rest: _ClosingIterator) -> None:
+        self._first: bytes | None = first
+        self._rest = rest
+
+    def __iter__(self) -> _Prepended:
+        return self
+
+    def __next__(self) -> bytes:
+        first = self._first
+        if first is not None:
+            self._first = None
+            return first
+        return next(self._rest)
+
+    def close(self) -> None:
+        self._rest.close()
+
+
+class _QueueTransport:
+    """An ``SSEWriter``'s way to the WSGI server: a bounded queue the response iterable drains."""
+
+    __slots__ = ("aborted", "closed", "finished", "queue", "timeout")
+
+    def __init__(self, size: int, timeout: float) -> None:
+        self.queue: gevent.queue.Queue[bytes] = gevent.queue.Queue(size)
+        self.timeout = timeout or None
+        self.closed = False
+        self.finished = False
+        self.aborted = False
+
+    def send(self, payload: bytes) -> None:
+        if self.closed:
+            raise ConnectionLost("the client disconnected")
+        try:
+            self.queue.put(payload, timeout=self.timeout)
+        except gevent.queue.Full:
+            self.closed = self.finished = True
+            raise BackpressureDetected(
+                f"the WSGI server took no event for {self.timeout} s; the stream was dropped"
+            ) from None
+
+    def finish(self) -> None:
+        self.finished = True
+        try:
+            self.queue.put_nowait(_END)
+        except gevent.queue.Full:
+            pass  # the iterable sees ``finished`` once it has drained the queue
+
+    def abort(self) -> None:
+        """The writer was dropped (``SSEWriter.drop``): end the body now, never blocking.
+
+        Events still queued are discarded; the client reconnects with its Last-Event-ID.
+        """
+        self.closed = self.aborted = True
+        self.finish()
+
+
+class _SSEIterable:
+    """The WSGI response body of an event stream."""
+
+    __slots__ = ("_closed", "_greenlet", "_heartbeat", "_opened", "_own_hub", "_transport", "_writer")
+
+    def __init__(
+        self,
+        event: H3Event,
+        callback: Callable[[SSEWriter], object],
+        config: WSGIConfig,
+        heartbeat: float,
+    ) -> None:
+        # A thread of a WSGI server without gevent has no hub until this stream makes one;
+        # its loop holds file descriptors, so the stream that made it destroys it.
+        self._own_hub = get_hub_if_exists() is None
+        self._transport = _QueueTransport(config.sse_queue_size, config.sse_send_timeout)
+        self._writer = SSEWriter(self._transport, event)
+        self._heartbeat = heartbeat
+        self._opened = False
+        self._closed = False
+        self._greenlet: gevent.Greenlet | None = spawn_stream(callback, self._writer)
+        # However the callback ends (returned, dropped, killed), the body ends with it.
+        self._greenlet.rawlink(self._callback_ended)
+
+    def _callback_ended(self, greenlet: gevent.Greenlet) -> None:
+        self._transport.finish()
+
+    def __iter__(self) -> _SSEIterable:
+        return self
+
+    def __next__(self) -> bytes:
+        if not self._opened:
+            # WSGI servers send the head with the first body bytes; a comment sends it
+            # now, so the client's EventSource opens before the first event exists.
+            self._opened = True
+            return encode_comment("")
+        transport = self._transport
+        queue = transport.queue
+        writer = self._writer
+        heartbeat = self._heartbeat
+        while not self._closed and not transport.aborted:
+            if transport.finished and not queue.qsize():
+                break
+            timeout = None
+            if heartbeat > 0:
+                timeout = max(0.0, writer.last_activity + heartbeat - time.monotonic())
+            try:
+                payload: bytes = queue.get(timeout=timeout)
+            except gevent.queue.Empty:
+                writer.last_activity = time.monotonic()
+                return encode_comment("")
+            if payload is not _END and not transport.aborted:
+                return payload
+        raise StopIteration
+
+    def close(self) -> None:
+        """The WSGI server is done (stream ended, or the client left)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._transport.closed = True
+        writer = self._writer
+        writer.connection_lost()
+        greenlet, self._greenlet = self._greenlet, None
+        if greenlet is not None and not greenlet.dead:
+            # GreenletExit runs the callback's finally/with blocks now, even mid-sleep.
+            greenlet.kill(block=True, timeout=_KILL_TIMEOUT)
+        writer.close()
+        if self._own_hub:
+            hub = get_hub_if_exists()
+            if hub is not None:
+                hub.destroy(destroy_loop=True)
