@@ -28,6 +28,7 @@ from .channel import Channel as Channel
 from .datastructures import Headers as Headers
 from .datastructures import QueryParams as QueryParams
 from .errors import BackpressureDetected as BackpressureDetected
+from .errors import ChannelUnavailable as ChannelUnavailable
 from .errors import ConnectionLost as ConnectionLost
 from .errors import H3Error as H3Error
 from .errors import HTTPError as HTTPError
@@ -52,6 +53,7 @@ __all__ = [
     "H3",
     "BackpressureDetected",
     "Channel",
+    "ChannelUnavailable",
     "ConnectionLost",
     "EventStream",
     "H3Error",

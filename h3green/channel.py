@@ -6,12 +6,21 @@ each subscriber's bounded queue and the subscriber's greenlet (the one inside
 slow for everyone else: its connection is dropped (``BackpressureDetected``) rather than
 waited for or buffered without bound. A bounded ``History`` lets a client that reconnects
 with ``Last-Event-ID`` get what it missed, then live events, none twice.
+
+Backends: by default a channel lives in its process (the history above, ids counted by
+the channel). Given a ``Backend`` (``h3green.redis.RedisBackend``), publishing goes to a
+log shared by every process and machine, whose ids the events carry; the backend's one
+reader per process hands each entry to ``_fan_out``, the same bounded queues and wake-ups
+as in-process publishing. A client whose ``Last-Event-ID`` is older than what is kept, or
+unknown, first gets a *gap notice* (``gap_event``) so the page can reload its state.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import gevent
@@ -20,9 +29,20 @@ from gevent.hub import Waiter
 from .errors import BackpressureDetected
 from .sse import SSEWriter, encode_event
 
-__all__ = ["Channel", "History", "MemoryHistory"]
+__all__ = ["Backend", "Channel", "History", "MemoryHistory", "validate_channel_name"]
 
 logger = logging.getLogger("h3green")
+
+#: Letters, digits and ``_ . : -``, 1 to 200 of them: no glob characters, no braces (Redis
+#: Cluster hash tags), no whitespace, so a name taken from a request stays one key.
+_CHANNEL_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,200}")
+
+
+def validate_channel_name(name: str) -> str:
+    """*name* if it is a valid channel name, else ``ValueError``."""
+    if not isinstance(name, str) or not _CHANNEL_NAME.fullmatch(name):
+        raise ValueError(f"channel names are 1-200 of A-Z a-z 0-9 _ . : -, got {name!r}")
+    return name
 
 
 class History(Protocol):
@@ -95,6 +115,68 @@ class MemoryHistory:
             return []
         return [payload for _, _, payload in list(self._entries)[-count:]]
 
+    def lost(self, last_id: str, seq: int) -> str | None:
+        """Why events after *last_id* may be missing (``"expired"``, ``"unknown"``), or None.
+
+        *seq* is the channel's latest sequence number. Numbers ahead of it come from
+        before a restart; numbers behind the oldest event kept were evicted.
+        """
+        if last_id in self._ids:
+            return None
+        if not (last_id.isascii() and last_id.isdigit()):
+            return "unknown"
+        number = int(last_id)
+        if number > seq:
+            return "unknown"
+        if number == seq:
+            return None
+        if not self.maxlen:
+            return "expired"
+        entries = self._entries
+        # With nothing kept, everything since was store=False: nothing to replay was lost.
+        if entries and number < entries[0][0] - 1:
+            return "expired"
+        return None
+
+
+class Backend(Protocol):
+    """What a ``Channel`` publishes to and listens through when it is shared beyond its
+    process (``h3green.redis.RedisBackend``). The backend delivers entries by calling
+    ``channel._fan_out(payload)`` on the channels with local listeners."""
+
+    def check(self, channel: Channel) -> None:
+        """Raise ``ValueError`` when *channel*'s settings do not suit this backend."""
+
+    def publish(
+        self,
+        channel: Channel,
+        data: Any,
+        *,
+        event: str | None,
+        id: str | None,
+        retry: int | None,
+        store: bool,
+    ) -> str:
+        """Append one event to the shared log; its id."""
+
+    def join(
+        self,
+        channel: Channel,
+        subscribe: Callable[[], None],
+        last_event_id: str | None,
+        replay: int,
+        active: Callable[[], bool],
+    ) -> list[bytes]:
+        """Call ``subscribe()`` at the point of the log where the backlog it returns ends.
+
+        The backlog is what the listener missed since *last_event_id* (after a gap
+        notice when that is no longer known), or else the last *replay* events. Returns
+        early, maybe before subscribing, once ``active()`` is false.
+        """
+
+    def leave(self, channel: Channel) -> None:
+        """*channel* has no local listener any more."""
+
 
 class _Subscriber:
     __slots__ = ("dropped", "queue", "queued_bytes", "waiter", "writer")
@@ -125,44 +207,79 @@ class Channel:
     (its writer raises ``BackpressureDetected``). Events get monotonic ids (``"1"``,
     ``"2"``...) unless ``auto_id`` is false or an id is given. The last ``history``
     events are kept (or handed to *store*, any ``History``) so a client that reconnects
-    with ``Last-Event-ID`` first gets what it missed, then live events, none twice.
+    with ``Last-Event-ID`` first gets what it missed, then live events, none twice. When
+    the id is older than what is kept, or unknown, an event named *gap_event* (data
+    ``{"reason": "expired" | "unknown" | "lost"}``, no id) comes first so the page can
+    reload its state; ``gap_event=None`` leaves it out.
+
+    With a *backend* (``Channel("chat", backend=RedisBackend(url))``) the channel is shared
+    by every process using that backend and a channel of the same *name*: ids come from
+    the backend's log, and *history* bounds the log (about that many entries).
     """
 
     __slots__ = (
+        "_backend",
         "_seq",
         "_subscribers",
         "_to_wake",
         "auto_id",
+        "gap_event",
         "history",
+        "max_history",
         "max_queue_bytes",
         "max_queue_events",
+        "name",
     )
 
     def __init__(
         self,
+        name: str | None = None,
         *,
+        backend: Backend | None = None,
         history: int = 100,
         max_queue_events: int = 256,
         max_queue_bytes: int = 256 * 1024,
         auto_id: bool = True,
         store: History | None = None,
+        gap_event: str | None = "gap",
     ) -> None:
         if max_queue_events < 1 or max_queue_bytes < 1:
             raise ValueError("a channel's subscriber queues need room for at least one event")
+        if name is not None:
+            validate_channel_name(name)
+        if gap_event is not None and ("\r" in gap_event or "\n" in gap_event):
+            raise ValueError(f"SSE event name may not contain CR or LF: {gap_event!r}")
+        self.name = name
         self.history: History = store if store is not None else MemoryHistory(history)
+        self.max_history = history
         self.max_queue_events = max_queue_events
         self.max_queue_bytes = max_queue_bytes
         self.auto_id = auto_id
+        self.gap_event = gap_event
         self._seq = 0
         self._subscribers: set[_Subscriber] = set()
         self._to_wake: list[Waiter] = []
+        self._backend = backend
+        if backend is not None:
+            if name is None:
+                raise ValueError("a channel with a backend needs a name (Channel('chat', backend=...))")
+            if store is not None:
+                raise ValueError("a channel with a backend keeps its history in the backend, not in store=")
+            backend.check(self)
 
     def __len__(self) -> int:
         """The number of streams listening now."""
         return len(self._subscribers)
 
     def __repr__(self) -> str:
-        return f"<Channel subscribers={len(self._subscribers)} seq={self._seq}>"
+        name = "" if self.name is None else f" {self.name!r}"
+        return f"<Channel{name} subscribers={len(self._subscribers)} seq={self._seq}>"
+
+    def gap_notice(self, reason: str) -> bytes:
+        """The encoded gap notice (empty when ``gap_event`` is None)."""
+        if self.gap_event is None:
+            return b""
+        return encode_event({"reason": reason}, event=self.gap_event)
 
     def publish(
         self,
@@ -176,8 +293,12 @@ class Channel:
         """Send one event to every subscriber; returns its id.
 
         ``store=False`` keeps the event out of the history (presence notices and other
-        news a reconnecting client has no use for).
+        news a reconnecting client has no use for). With a backend, the id is the log's
+        (passing one is a ``ValueError``) and a backend that cannot be reached raises
+        ``ChannelUnavailable`` within its timeout.
         """
+        if self._backend is not None:
+            return self._backend.publish(self, data, event=event, id=id, retry=retry, store=store)
         seq = self._seq + 1
         if id is None and self.auto_id:
             id = str(seq)
@@ -185,6 +306,11 @@ class Channel:
         self._seq = seq
         if store:
             self.history.append(seq, id, payload)
+        self._fan_out(payload)
+        return id
+
+    def _fan_out(self, payload: bytes) -> None:
+        """Queue *payload* for every subscriber and wake the parked ones (never blocks)."""
         size = len(payload)
         max_events = self.max_queue_events
         max_bytes = self.max_queue_bytes - size
@@ -214,7 +340,6 @@ class Channel:
                 self._drop(sub)
         if was_empty and to_wake:
             gevent.get_hub().loop.run_callback(self._wake_all)
-        return id
 
     def _wake(self, sub: _Subscriber) -> None:
         waiter = sub.waiter
@@ -245,23 +370,32 @@ class Channel:
         """Subscribe *writer* and send it the channel's events until its stream ends.
 
         Call it from the stream callback (it blocks there). A client that sent
-        ``Last-Event-ID`` first gets the events it missed that the history still holds;
-        otherwise the last *replay* events are sent first. Raises ``BackpressureDetected``
-        when the subscriber was dropped for falling behind.
+        ``Last-Event-ID`` first gets the events it missed that the history still holds
+        (after a gap notice when the id is older than that, or unknown); otherwise the
+        last *replay* events are sent first. Raises ``BackpressureDetected`` when the
+        subscriber was dropped for falling behind.
         """
         if not writer.is_active:
             return
         sub = _Subscriber(writer)
-        if writer.last_event_id is not None:
-            backlog = self.history.since(writer.last_event_id)
-        else:
-            backlog = self.history.recent(replay)
-        # Subscribing right after reading the history, with no switch in between, is what
-        # makes the hand-over exact: every later event lands in the queue, none before it.
-        self._subscribers.add(sub)
         writer.on_close(lambda: self._wake(sub))
         queue = sub.queue
+        backend = self._backend
         try:
+            if backend is None:
+                backlog = self._backlog(writer.last_event_id, replay)
+                # Subscribing right after reading the history, with no switch in between,
+                # makes the hand-over exact: every later event lands in the queue.
+                self._subscribers.add(sub)
+            else:
+                # The backend subscribes at the point of its log where the backlog ends.
+                backlog = backend.join(
+                    self,
+                    lambda: self._subscribers.add(sub),
+                    writer.last_event_id,
+                    replay,
+                    lambda: writer.is_active,
+                )
             if backlog:
                 writer.send_raw(b"".join(backlog))
             while True:
@@ -283,3 +417,19 @@ class Channel:
                         sub.waiter = None
         finally:
             self._subscribers.discard(sub)
+            if backend is not None and not self._subscribers:
+                backend.leave(self)
+
+    def _backlog(self, last_event_id: str | None, replay: int) -> list[bytes]:
+        history = self.history
+        if last_event_id is None:
+            return history.recent(replay)
+        lost = getattr(history, "lost", None)
+        reason = lost(last_event_id, self._seq) if lost is not None else None
+        if reason == "unknown":  # not one of ours: all that remains
+            missed = history.recent(self.max_history)
+        else:
+            missed = history.since(last_event_id)
+        if reason is not None and self.gap_event is not None:
+            return [self.gap_notice(reason), *missed]
+        return missed

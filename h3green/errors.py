@@ -4,7 +4,9 @@
 
     H3Error                      base of everything h3green raises on purpose
     ├── HTTPError                a response with a status: raise it anywhere to answer with it
-    │                            (4xx: the client's fault; 5xx: the server's)
+    │   │                        (4xx: the client's fault; 5xx: the server's)
+    │   └── ChannelUnavailable   503: a channel's backend (Redis) could not be reached in
+    │                            time; unhandled, the request is answered 503 with Retry-After
     └── SSEError                 about a Server-Sent Events stream
         ├── WriterClosed         your code closed the writer, then wrote to it
         ├── ConnectionLost       the client went away (EOF, reset, or the server shut down)
@@ -24,6 +26,7 @@ from typing import Any
 
 __all__ = [
     "BackpressureDetected",
+    "ChannelUnavailable",
     "ConnectionLost",
     "H3Error",
     "HTTPError",
@@ -88,6 +91,15 @@ class HTTPError(H3Error):
         if self.data is not None:
             body["data"] = self.data
         return body
+
+
+class ChannelUnavailable(HTTPError):
+    """A channel's backend (Redis) did not answer within its timeout: the event was not
+    published. Nobody's fault in the request; raised by ``Channel.publish`` so a handler
+    never hangs, and answered ``503`` with ``Retry-After`` when the handler lets it go."""
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(503, message, headers=[("Retry-After", str(retry_after))])
 
 
 class SSEError(H3Error):

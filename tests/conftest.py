@@ -28,3 +28,39 @@ def serve_app() -> Iterator[ServeApp]:
     yield start
     for server in servers:
         server.stop(timeout=2)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Any) -> Iterator[Any]:
+    """A ``redis-server`` of this test's own (``tests/redis_helpers.py``), killed at the end."""
+    import os
+
+    from redis_helpers import REDIS_SERVER, RedisServer
+
+    if not os.path.exists(REDIS_SERVER):
+        pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
+    server = RedisServer(tmp_path).start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@pytest.fixture
+def cooperative_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    """redis-py on gevent sockets in this unpatched process, as monkey patching does."""
+    import redis.connection
+    from gevent import socket as gsocket
+
+    monkeypatch.setattr(redis.connection, "socket", gsocket)
+
+
+@pytest.fixture
+def redis_backend(redis_server: Any, cooperative_redis: None) -> Iterator[Any]:
+    from h3green.redis import RedisBackend
+
+    backend = RedisBackend(redis_server.url, block=2.0)
+    try:
+        yield backend
+    finally:
+        backend.close()
