@@ -426,10 +426,8 @@ class Channel:
             return history.recent(replay)
         lost = getattr(history, "lost", None)
         reason = lost(last_event_id, self._seq) if lost is not None else None
-        if reason == "unknown":  # not one of ours: all that remains
-            missed = history.recent(self.max_history)
-        else:
-            missed = history.since(last_event_id)
+        # An id that is not one of ours gets all that remains.
+        missed = history.recent(self.max_history) if reason == "unknown" else history.since(last_event_id)
         if reason is not None and self.gap_event is not None:
             return [self.gap_notice(reason), *missed]
         return missed
