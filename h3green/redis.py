@@ -84,12 +84,12 @@ def _successor(entry_id: bytes) -> str:
 
 
 def _redacted(url: str) -> str:
+    """*url* without its password, for logs."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+    if parts.password is not None:
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{parts.netloc.rsplit('@', 1)[1]}")
+    query = re.sub(r"(^|&)password=[^&]*", r"\1password=***", parts.query)
+    return urlunsplit(parts._replace(query=query))
 
 
 def redis_is_cooperative() -> bool:
@@ -173,8 +173,8 @@ class RedisBackend:
                 max_connections=1,
                 socket_timeout=None,
                 socket_connect_timeout=timeout,
-                socket_keepalive=True,
                 retry=no_retry,
+                **({"socket_keepalive": True} if urlsplit(url).scheme in ("redis", "rediss") else {}),
                 **redis_options,
             )
         )
@@ -430,7 +430,9 @@ class RedisBackend:
                     self._set_state(True)
                     delay = self.reconnect_min
                 self._read_once()
-            except redis.RedisError as exc:
+            except Exception as exc:
+                if not isinstance(exc, redis.RedisError) and self._connected is not False:
+                    logger.exception("Redis reader at %s failed", self.url)
                 self._set_state(False, exc)
                 gevent.sleep(delay)
                 delay = min(delay * 2, self.reconnect_max)
