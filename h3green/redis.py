@@ -264,7 +264,7 @@ class RedisBackend:
             if not active():
                 return []
             if state.last_id is None:
-                state.ready.wait(1.0)
+                state.ready.wait(0.25)
                 continue
             if (
                 wanted is not None

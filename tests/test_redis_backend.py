@@ -137,7 +137,7 @@ def test_password_and_unix_socket_urls(tmp_path: Path, cooperative_redis: None) 
                 channel = Channel("room", backend=backend)
                 writer, transport = writer_for()
                 greenlet = listening(channel, writer)
-                wait_until(lambda: backend.connected, 5, "the reader")
+                wait_until(lambda: len(channel) == 1, 5, "the subscriber")
                 event_id = channel.publish("hello")
                 assert wait_for(transport, 1) == [{"id": event_id, "data": "hello"}]
                 writer.close()
@@ -158,6 +158,7 @@ def test_a_new_channel_wakes_a_reader_blocked_on_others(
         first, second = Channel("first", backend=backend), Channel("second", backend=backend)
         writer1, transport1 = writer_for()
         greenlets = [listening(first, writer1)]
+        wait_until(lambda: len(first) == 1, 5, "the first subscriber")
         first.publish("a")
         wait_for(transport1, 1)
         writer2, transport2 = writer_for()
@@ -226,7 +227,7 @@ def test_redis_killed_and_restarted_mid_stream(
         channel = Channel("room", backend=backend)
         writer, transport = writer_for()
         greenlet = listening(channel, writer)
-        wait_until(lambda: backend.connected, 5, "the reader")
+        wait_until(lambda: len(channel) == 1, 5, "the subscriber")
         before = [channel.publish(f"m{n}") for n in range(3)]
         wait_for(transport, 3)
         redis_server.kill()

@@ -1,0 +1,219 @@
+"""``RedisBackend``'s reader and replays at their edges: markers where Redis lost entries,
+paging, two backends (two processes' worth) on one Redis, failures mid-join."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gevent
+import pytest
+import redis
+from gevent import socket as gsocket
+from live_helpers import wait_until
+from redis_helpers import RedisServer, blocks
+from test_channel import Transport, listening, writer_for
+
+from h3green import Channel, ChannelUnavailable
+from h3green.channel import MemoryHistory
+from h3green.redis import RedisBackend
+
+pytestmark = pytest.mark.live
+
+GAP = {"event": "gap", "data": '{"reason":"lost"}'}
+
+
+def received(transport: Transport) -> list[dict[str, str]]:
+    return blocks(b"".join(transport.sent))
+
+
+def wait_for(transport: Transport, count: int) -> list[dict[str, str]]:
+    wait_until(lambda: len(received(transport)) >= count, 5, f"{count} events")
+    return received(transport)
+
+
+@pytest.fixture
+def raw(redis_server: RedisServer, cooperative_redis: None) -> Any:
+    client = redis.Redis.from_url(redis_server.url)
+    yield client
+    client.close()
+
+
+def test_markers_become_one_gap_notice_live_and_in_replays(redis_backend: RedisBackend, raw: Any) -> None:
+    channel = Channel("room", backend=redis_backend)
+    writer, transport = writer_for()
+    greenlet = listening(channel, writer)
+    wait_until(lambda: len(channel) == 1, 5, "the subscriber")
+    first = channel.publish("a")
+    wait_for(transport, 1)
+    raw.xadd("h3green:room", {"g": ""})
+    raw.xadd("h3green:room", {"g": ""})
+    wait_until(lambda: len(received(transport)) == 2, 5, "the gap notice")
+    last = channel.publish("b")
+    assert wait_for(transport, 3) == [{"id": first, "data": "a"}, GAP, {"id": last, "data": "b"}]
+    resumed, resumed_transport = writer_for(last_event_id=first)
+    other = listening(channel, resumed)
+    assert wait_for(resumed_transport, 2) == [GAP, {"id": last, "data": "b"}]
+    for w in (writer, resumed):
+        w.close()
+    gevent.joinall([greenlet, other], timeout=5)
+
+
+def test_long_replays_are_read_in_pages(redis_backend: RedisBackend) -> None:
+    channel = Channel("room", backend=redis_backend, history=2000)
+    ids = [channel.publish(f"m{n}") for n in range(1200)]
+    for n in range(40):
+        channel.publish(f"p{n}", store=False)
+    writer, transport = writer_for(last_event_id=ids[0])
+    greenlet = listening(channel, writer)
+    assert [e["data"] for e in wait_for(transport, 1199)] == [f"m{n}" for n in range(1, 1200)]
+    recent, recent_transport = writer_for()
+    other = listening(channel, recent, replay=3)
+    assert wait_for(recent_transport, 3) == [{"id": ids[n], "data": f"m{n}"} for n in range(1197, 1200)]
+    for w in (writer, recent):
+        w.close()
+    gevent.joinall([greenlet, other], timeout=5)
+
+
+def test_two_channel_objects_on_one_key_and_leaving(redis_backend: RedisBackend) -> None:
+    one, two = Channel("room", backend=redis_backend), Channel("room", backend=redis_backend)
+    w1, t1 = writer_for()
+    w2, t2 = writer_for()
+    greenlets = [listening(one, w1), listening(two, w2)]
+    wait_until(lambda: redis_backend.connected and len(one) == len(two) == 1, 5, "both")
+    event_id = one.publish("both")
+    assert wait_for(t1, 1) == wait_for(t2, 1) == [{"id": event_id, "data": "both"}]
+    w1.close()
+    greenlets[0].join(5)
+    assert "keys=1" in repr(redis_backend)
+    redis_backend.leave(Channel("elsewhere", backend=redis_backend))  # not listening: nothing to do
+    w2.close()
+    greenlets[1].join(5)
+    assert "keys=0" in repr(redis_backend)
+
+
+def test_a_client_ahead_of_this_process_waits_for_its_reader(
+    redis_server: RedisServer, cooperative_redis: None
+) -> None:
+    """A client comes back to a process whose reader has not yet delivered the client's
+    last event: it must get neither that event again nor anything before it."""
+    with RedisBackend(redis_server.url) as here, RedisBackend(redis_server.url) as elsewhere:
+        channel = Channel("room", backend=here)
+        writer, transport = writer_for()
+        greenlet = listening(channel, writer)
+        wait_until(lambda: here.connected and len(channel) == 1, 5, "the reader")
+        assert here._greenlet is not None
+        here._greenlet.kill()  # this process's reader stalls
+        seen = Channel("room", backend=elsewhere).publish("seen elsewhere")
+        back, back_transport = writer_for(last_event_id=seen)
+        other = listening(channel, back)
+        gevent.sleep(0.05)
+        assert len(channel) == 1  # still waiting for the reader
+        here._start_reader()
+        wait_until(lambda: len(channel) == 2, 5, "the client to join")
+        after = channel.publish("after")
+        assert wait_for(back_transport, 1) == [{"id": after, "data": "after"}]
+        assert wait_for(transport, 2)[-1] == {"id": after, "data": "after"}
+        for w in (writer, back):
+            w.close()
+        gevent.joinall([greenlet, other], timeout=5)
+
+
+def test_restart_seen_by_two_processes_gives_each_one_notice(
+    redis_server: RedisServer, cooperative_redis: None
+) -> None:
+    options: dict[str, Any] = {"timeout": 0.5, "reconnect_min": 0.01, "reconnect_max": 0.05}
+    with RedisBackend(redis_server.url, **options) as one, RedisBackend(redis_server.url, **options) as two:
+        channels = [Channel("room", backend=one), Channel("room", backend=two)]
+        pairs = [writer_for() for _ in channels]
+        greenlets = [listening(c, w) for c, (w, _) in zip(channels, pairs, strict=True)]
+        wait_until(lambda: all(len(c) == 1 for c in channels), 5, "both subscribers")
+        before = channels[0].publish("before")
+        for _, transport in pairs:
+            wait_for(transport, 1)
+        redis_server.kill()
+        wait_until(lambda: not one.connected and not two.connected, 5, "both to notice")
+        # A listener joining while Redis is down waits for it, stream open.
+        late_writer, late = writer_for()
+        greenlets.append(listening(channels[1], late_writer, replay=5))
+        redis_server.start()
+        wait_until(lambda: one.connected and two.connected, 5, "both to reconnect")
+        wait_until(lambda: len(channels[1]) == 2, 5, "the late listener")
+        after = channels[1].publish("after")
+        for _, transport in pairs:
+            assert wait_for(transport, 3) == [
+                {"id": before, "data": "before"},
+                GAP,
+                {"id": after, "data": "after"},
+            ]
+        assert wait_for(late, 1)[-1] == {"id": after, "data": "after"}
+        for w in [w for w, _ in pairs] + [late_writer]:
+            w.close()
+        gevent.joinall(greenlets, timeout=5)
+
+
+def test_reader_parks_without_keys_and_survives_a_bug(
+    redis_server: RedisServer,
+    cooperative_redis: None,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with RedisBackend(redis_server.url, block=0.05, reconnect_min=0.01) as backend:
+        channel = Channel("room", backend=backend)
+        writer, _ = writer_for()
+        greenlet = listening(channel, writer)
+        wait_until(lambda: backend.connected, 5, "the reader")
+        writer.close()
+        greenlet.join(5)
+        wait_until(lambda: not backend._has_keys.is_set(), 5, "the reader to park")
+        calls = []
+        real = backend._reader.xread
+
+        def broken(*args: Any, **kwargs: Any) -> Any:
+            calls.append(1)
+            if len(calls) == 1:
+                raise RuntimeError("bug")
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(backend._reader, "xread", broken)
+        writer, transport = writer_for()
+        greenlet = listening(channel, writer)
+        wait_until(lambda: len(calls) > 1 and len(channel) == 1, 5, "the reader to recover")
+        event_id = channel.publish("still here")
+        assert wait_for(transport, 1) == [{"id": event_id, "data": "still here"}]
+        writer.close()
+        greenlet.join(5)
+        backend._deliver("h3green:nobody", [(b"1-0", {b"d": b"data: x\n\n"})])  # a key left meanwhile
+    assert "Redis reader at" in caplog.text and "RuntimeError: bug" in caplog.text
+
+
+def test_a_silent_redis_times_publish_out_and_joins_stay_cancellable(cooperative_redis: None) -> None:
+    silent = gsocket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # accepts (the kernel does), never answers
+    port = silent.getsockname()[1]
+    try:
+        with RedisBackend(f"redis://127.0.0.1:{port}/0", timeout=0.2) as backend:
+            channel = Channel("room", backend=backend)
+            with gevent.Timeout(10), pytest.raises(ChannelUnavailable):
+                channel.publish("x")
+            with RedisBackend(f"redis://127.0.0.1:{port}/0", timeout=5) as patient:
+                with pytest.raises(gevent.Timeout), gevent.Timeout(0.05):  # someone else's timeout
+                    patient.publish(channel, "x", event=None, id=None, retry=None, store=True)
+            writer, _ = writer_for()
+            greenlet = listening(channel, writer)  # waits for the reader to position the key
+            writer.close()
+            greenlet.join(5)
+            assert greenlet.dead and len(channel) == 0
+    finally:
+        silent.close()
+
+
+def test_memory_history_lost() -> None:
+    history = MemoryHistory(3)
+    for seq in range(1, 6):
+        history.append(seq, str(seq), b"x")
+    assert history.lost("5", 5) is None and history.lost("4", 5) is None
+    assert history.lost("1", 5) == "expired" and history.lost("2", 5) is None
+    assert history.lost("9", 5) == "unknown" and history.lost("x", 5) == "unknown"
+    assert MemoryHistory(0).lost("1", 2) == "expired"
+    assert MemoryHistory(5).lost("1", 2) is None  # all since were store=False
