@@ -302,9 +302,9 @@ class RedisBackend:
 
     def close(self) -> None:
         """Stop the reader and close every connection (the backend is unusable after)."""
-        if self._greenlet is not None:
-            self._greenlet.kill()
-            self._greenlet = None
+        greenlet, self._greenlet = self._greenlet, None
+        if greenlet is not None:
+            greenlet.kill()
         self._reader.close()
         self._reader.connection_pool.disconnect()
         self.redis.close()

@@ -137,7 +137,7 @@ def test_password_and_unix_socket_urls(tmp_path: Path, cooperative_redis: None) 
                 channel = Channel("room", backend=backend)
                 writer, transport = writer_for()
                 greenlet = listening(channel, writer)
-                wait_until(lambda: len(channel) == 1, 5, "the subscriber")
+                wait_until(lambda ch=channel: len(ch) == 1, 5, "the subscriber")
                 event_id = channel.publish("hello")
                 assert wait_for(transport, 1) == [{"id": event_id, "data": "hello"}]
                 writer.close()

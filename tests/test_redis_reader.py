@@ -135,6 +135,13 @@ def test_restart_seen_by_two_processes_gives_each_one_notice(
         # A listener joining while Redis is down waits for it, stream open.
         late_writer, late = writer_for()
         greenlets.append(listening(channels[1], late_writer, replay=5))
+        ahead_writer, ahead = writer_for(last_event_id="99999999999999-0")
+        greenlets.append(listening(channels[0], ahead_writer))
+        gone_writer, _ = writer_for()
+        gone = listening(channels[0], gone_writer, replay=5)
+        gone_writer.close()  # leaves before Redis is back
+        gone.join(5)
+        assert gone.dead
         redis_server.start()
         wait_until(lambda: one.connected and two.connected, 5, "both to reconnect")
         wait_until(lambda: len(channels[1]) == 2, 5, "the late listener")
@@ -146,7 +153,11 @@ def test_restart_seen_by_two_processes_gives_each_one_notice(
                 {"id": after, "data": "after"},
             ]
         assert wait_for(late, 1)[-1] == {"id": after, "data": "after"}
-        for w in [w for w, _ in pairs] + [late_writer]:
+        # Its replay and the reader both saw the gap; no event came twice or out of order.
+        got = wait_for(ahead, 2)
+        assert got[0] == {"event": "gap", "data": '{"reason":"unknown"}'}
+        assert [e for e in got if "id" in e] == [{"id": after, "data": "after"}] == got[-1:]
+        for w in [w for w, _ in pairs] + [late_writer, ahead_writer]:
             w.close()
         gevent.joinall(greenlets, timeout=5)
 
@@ -217,3 +228,48 @@ def test_memory_history_lost() -> None:
     assert history.lost("9", 5) == "unknown" and history.lost("x", 5) == "unknown"
     assert MemoryHistory(0).lost("1", 2) == "expired"
     assert MemoryHistory(5).lost("1", 2) is None  # all since were store=False
+
+
+def test_interrupt_gives_up_quietly(redis_backend: RedisBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+
+    def not_blocked_yet(client_id: int) -> bool:
+        calls.append(client_id)
+        return False
+
+    monkeypatch.setattr(redis_backend._pooled, "client_unblock", not_blocked_yet)
+    redis_backend._blocked, redis_backend._reader_id = True, 42
+    redis_backend._interrupt()  # tries a bounded number of times; the block timeout is the net
+    assert calls == [42] * 20
+
+    def down(client_id: int) -> bool:
+        raise redis.ConnectionError("down")
+
+    monkeypatch.setattr(redis_backend._pooled, "client_unblock", down)
+    redis_backend._interrupt()
+    redis_backend._blocked = False
+
+
+def test_resync_when_someone_else_continued_the_stream(
+    redis_backend: RedisBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    channel = Channel("room", backend=redis_backend)
+    writer, transport = writer_for()
+    greenlet = listening(channel, writer)
+    wait_until(lambda: len(channel) == 1, 5, "the subscriber")
+    assert redis_backend._greenlet is not None
+    redis_backend._greenlet.kill()  # the reader's connection is ours now
+    state = redis_backend._keys["h3green:room"]
+    state.last_id = b"99999999999999-5"  # Redis no longer has it, and its stream ends below
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise redis.ResponseError(
+            "The ID specified in XADD is equal or smaller than the target stream top item"
+        )
+
+    monkeypatch.setattr(redis_backend._reader, "xadd", refused)
+    redis_backend._resync()
+    redis_backend._resync()  # one notice, not two
+    assert wait_for(transport, 1) == [GAP]
+    writer.close()
+    greenlet.join(5)
