@@ -9,8 +9,15 @@ Every payload is built with a JSON encoder (H3Z formatted strings by hand, so a 
 message broke the stream), and the fan-out is an ``h3green.sse.Channel``: a reader that
 stops reading is dropped instead of slowing the room down.
 
+In one process by default. With ``REDIS_URL`` set, the room is a Redis stream shared by
+every process and machine (docs/scaling-out.md), and so is the online list: a Redis hash
+of name -> open streams, counted up when a stream opens and down when it closes. A
+worker killed without closing its streams (SIGKILL, a crash) leaves its users listed;
+``DEL h3green:chat:online`` when no one is connected (at deploy) resets it.
+
     python examples/chat.py                          # http://127.0.0.1:3000 (PORT to change)
     python -m h3green examples.chat:app
+    REDIS_URL=redis://127.0.0.1:6379/0 gunicorn -k h3green.workers.H3Worker -w 4 examples.chat:app
 """
 
 if __name__ == "__main__":
@@ -29,10 +36,44 @@ from h3green.sse import Channel
 MAX_NAME = 32
 MAX_MESSAGE = 2000
 REPLAY = 10
+REDIS_URL = os.environ.get("REDIS_URL")
 
 app = H3()
-room = Channel(history=100)
+#: Open streams per name, in this process (the online list without Redis).
 online: Counter[str] = Counter()
+
+if REDIS_URL:
+    from h3green.redis import RedisBackend
+
+    backend = RedisBackend(REDIS_URL)
+    room = Channel("chat", backend=backend, history=100)
+    ONLINE_KEY = backend.prefix + "chat:online"
+    # Down by one, and gone at zero, in one step: two workers never race on the delete.
+    _LEAVE = "if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end"
+
+    def arrive(username: str) -> None:
+        backend.redis.hincrby(ONLINE_KEY, username, 1)
+
+    def depart(username: str) -> None:
+        backend.redis.eval(_LEAVE, 1, ONLINE_KEY, username)
+
+    def everyone() -> list[str]:
+        return sorted(name.decode() for name in backend.redis.hkeys(ONLINE_KEY))
+
+else:
+    room = Channel(history=100)
+
+    def arrive(username: str) -> None:
+        online[username] += 1
+
+    def depart(username: str) -> None:
+        online[username] -= 1
+        if online[username] <= 0:
+            del online[username]
+
+    def everyone() -> list[str]:
+        return sorted(online)
+
 
 PAGE = """<!doctype html>
 <meta charset="utf-8">
@@ -99,17 +140,15 @@ def chat_stream(event: H3Event) -> None:
 
 def stream_chat(writer: SSEWriter) -> None:
     username: str = writer.event.context["username"]
-    online[username] += 1
+    arrive(username)
     writer.send_event(
-        {"message": f"Welcome, {username}!", "online": sorted(online)},
+        {"message": f"Welcome, {username}!", "online": everyone()},
         event="system",
     )
     room.publish({"type": "join", "username": username}, event="user-event", store=False)
 
     def leave() -> None:
-        online[username] -= 1
-        if online[username] <= 0:
-            del online[username]
+        depart(username)
         room.publish({"type": "leave", "username": username}, event="user-event", store=False)
 
     writer.on_close(leave)
