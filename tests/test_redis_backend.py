@@ -83,6 +83,7 @@ def test_settings_and_misuse_are_refused_at_setup(redis_server: RedisServer, coo
         {"block": 0},
         {"max_event_bytes": 0},
         {"reconnect_min": 2, "reconnect_max": 1},
+        {"coalesce": -1},
     ):
         with pytest.raises(ValueError):
             RedisBackend(redis_server.url, **bad)
