@@ -305,7 +305,12 @@ def main() -> None:
                 proc, port = start_gunicorn(workers, url, Path(tmp) / f"gunicorn-{workers}.log")
                 try:
                     result = measure(
-                        port, args.listeners, args.burst, args.publishers, args.streams, args.fanouts
+                        port,
+                        listeners=args.listeners,
+                        burst=args.burst,
+                        publishers=args.publishers,
+                        streams=args.streams,
+                        fanouts=args.fanouts,
                     )
                 finally:
                     os.killpg(proc.pid, signal.SIGTERM)
