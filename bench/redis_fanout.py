@@ -173,10 +173,10 @@ class Streams:
             if time.monotonic() > deadline:
                 raise TimeoutError("streams never subscribed")
             _get(port, "/publish")
-            end = time.monotonic() + 0.2
+            end = time.monotonic() + 0.1
             while time.monotonic() < end:
-                self.pump(0.05)
-        end = time.monotonic() + 0.5  # the last warm-up events drain
+                self.pump(0.02)
+        end = time.monotonic() + 0.3  # the last warm-up events drain
         while time.monotonic() < end:
             self.pump(0.05)
 
@@ -241,11 +241,17 @@ def start_gunicorn(workers: int, redis_url: str | None, log: Path) -> tuple[subp
     command = [
         sys.executable, "-m", "gunicorn", "-k", "h3green.workers.H3Worker", "-w", str(workers),
         "--worker-connections", "12000", "--chdir", str(BENCH), "-b", f"127.0.0.1:{port}",
-        "--log-level", "warning", "--error-logfile", str(log), "redis_fanout:app",
+        "--log-level", "info", "--error-logfile", str(log), "redis_fanout:app",
     ]  # fmt: skip
+    log.touch()
     proc = subprocess.Popen(command, env=env, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while log.read_text(errors="replace").count("Booting worker") < workers:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"gunicorn did not boot {workers} workers:\n{log.read_text(errors='replace')}")
+        time.sleep(0.05)
     _wait_port(port)
-    time.sleep(1.0 + 0.3 * workers)  # every worker booted and accepting
+    time.sleep(0.2)  # the last worker booted is accepting too
     return proc, port
 
 
