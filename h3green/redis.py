@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
@@ -53,34 +53,17 @@ from gevent import socket as gsocket
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from . import _redis_log as _log
+from ._redis_log import DATA, GAP, LIVE, StreamId, framed, parse_id, successor
 from .errors import ChannelUnavailable
 from .sse import encode_event
 
 if TYPE_CHECKING:
     from .channel import Channel
 
-__all__ = ["RedisBackend"]
+__all__ = ["RedisBackend", "parse_id", "redis_is_cooperative"]
 
 logger = logging.getLogger("h3green")
-
-_STREAM_ID = re.compile(r"(\d{1,20})-(\d{1,20})")
-_DATA, _LIVE, _GAP = b"d", b"l", b"g"
-#: Entries one replay request fetches at a time.
-_PAGE = 500
-
-StreamId = tuple[int, int]
-
-
-def parse_id(value: str | bytes) -> StreamId | None:
-    """``(milliseconds, sequence)`` of a stream entry id, or None when it is not one."""
-    text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
-    match = _STREAM_ID.fullmatch(text)
-    return (int(match[1]), int(match[2])) if match else None
-
-
-def _successor(entry_id: bytes) -> str:
-    ms, seq = cast(StreamId, parse_id(entry_id))
-    return f"{ms}-{seq + 1}"
 
 
 def _redacted(url: str) -> str:
@@ -232,7 +215,7 @@ class RedisBackend:
             raise ValueError(
                 f"event of {len(payload)} bytes encoded is larger than max_event_bytes={self.max_event_bytes}"
             )
-        fields = {_DATA: payload} if store else {_DATA: payload, _LIVE: b"1"}
+        fields = {DATA: payload} if store else {DATA: payload, LIVE: b"1"}
         timer = gevent.Timeout(self.timeout)
         timer.start()
         try:
@@ -275,7 +258,7 @@ class RedisBackend:
             if (
                 wanted is not None
                 and wanted > cast(StreamId, parse_id(state.last_id))
-                and self._exists(key, wanted)
+                and _log.exists(self._pooled, key, wanted)
             ):
                 # Delivered by another process's reader, not yet by ours: wait until ours
                 # has, or it would come again live.
@@ -290,8 +273,8 @@ class RedisBackend:
         while active():
             try:
                 if last_event_id is not None:
-                    return self._since(channel, key, last_event_id, end)
-                return self._recent(key, end, replay)
+                    return _log.since(self._pooled, channel, key, last_event_id, end)
+                return _log.recent(self._pooled, key, end, replay)
             except redis.RedisError:
                 # Redis is down: the stream stays open (heartbeats go on) until it is back.
                 self._up.wait(delay)
@@ -321,65 +304,6 @@ class RedisBackend:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-    # -- replay ------------------------------------------------------------------------
-
-    def _exists(self, key: str, entry: StreamId) -> bool:
-        try:
-            return bool(self._pooled.xrange(key, f"{entry[0]}-{entry[1]}", f"{entry[0]}-{entry[1]}", count=1))
-        except redis.RedisError:
-            return False
-
-    def _since(self, channel: Channel, key: str, last_event_id: str, end: bytes) -> list[bytes]:
-        wanted = parse_id(last_event_id)
-        reason: str | None = None
-        if wanted is None:
-            start = "-"
-            reason = "unknown"
-        else:
-            start = f"({wanted[0]}-{wanted[1]}"
-            if not self._exists(key, wanted):
-                first = self._pooled.xrange(key, "-", "+", count=1)
-                older = bool(first) and wanted < cast(StreamId, parse_id(first[0][0]))
-                if older:
-                    reason = "expired"
-                else:  # not one of ours: all that remains
-                    start, reason = "-", "unknown"
-        backlog = [channel.gap_notice(reason)] if reason is not None else []
-        gap = reason is not None
-        for entry_id, fields in self._range(key, start, end):
-            if _GAP in fields:
-                if not gap:
-                    backlog.append(channel.gap_notice("lost"))
-                gap = True
-            elif _LIVE not in fields:
-                backlog.append(b"id: " + entry_id + b"\n" + fields[_DATA])
-                gap = False
-        return backlog
-
-    def _range(self, key: str, start: str, end: bytes) -> Iterable[tuple[bytes, dict[bytes, bytes]]]:
-        while True:
-            page = self._pooled.xrange(key, start, end, count=_PAGE)
-            yield from page
-            if len(page) < _PAGE:
-                return
-            start = "(" + page[-1][0].decode()
-
-    def _recent(self, key: str, end: bytes, count: int) -> list[bytes]:
-        found: list[bytes] = []
-        top: str | bytes = end
-        while len(found) < count:
-            page = self._pooled.xrevrange(key, top, "-", count=min(_PAGE, max(count * 2, 16)))
-            for entry_id, fields in page:
-                if _DATA in fields and _LIVE not in fields:
-                    found.append(b"id: " + entry_id + b"\n" + fields[_DATA])
-                    if len(found) == count:
-                        break
-            if len(page) < min(_PAGE, max(count * 2, 16)):
-                break
-            top = "(" + page[-1][0].decode()
-        found.reverse()
-        return found
 
     # -- the reader --------------------------------------------------------------------
 
@@ -477,12 +401,12 @@ class RedisBackend:
         # once: a subscriber's queue grows by one item per read, not per event.
         parts: list[bytes | None] = []
         for entry_id, fields in entries:
-            if _GAP in fields:
+            if GAP in fields:
                 if not state.after_gap:
                     parts.append(None)
                 state.after_gap = True
             else:
-                parts.append(b"id: " + entry_id + b"\n" + fields[_DATA])
+                parts.append(framed(entry_id, fields[DATA]))
                 state.after_gap = False
         state.last_id = entries[-1][0]
         if parts:
@@ -508,7 +432,7 @@ class RedisBackend:
                 # The stream restarted below our position: continue it after us, marked,
                 # so ids never go backwards and replays show the gap too.
                 try:
-                    reader.xadd(key, {_GAP: b""}, id=_successor(last), maxlen=state.maxlen, approximate=True)
+                    reader.xadd(key, {GAP: b""}, id=successor(last), maxlen=state.maxlen, approximate=True)
                     continue
                 except redis.ResponseError:
                     pass  # someone else continued it already
