@@ -163,6 +163,7 @@ class RedisBackend:
                 socket_timeout=None,
                 socket_connect_timeout=timeout,
                 retry=no_retry,
+                redis_connect_func=self._reader_connected,
                 **({"socket_keepalive": True} if urlsplit(url).scheme in ("redis", "rediss") else {}),
                 **redis_options,
             )
@@ -328,6 +329,13 @@ class RedisBackend:
                 return
             # Our XREAD is on its way to Redis and not blocking yet: try again shortly.
             gevent.sleep(0.002)
+
+    def _reader_connected(self, connection: Any) -> None:
+        """redis-py remakes a connection it finds closed when a command takes it from the
+        pool: under a running reader that would skip the resync, so it is a failure."""
+        connection.on_connect()
+        if self._connected:
+            raise redis.ConnectionError("the connection to Redis was closed and remade")
 
     def _set_state(self, up: bool, error: Exception | None = None) -> None:
         if up == self._connected:

@@ -55,6 +55,11 @@ def stream(event):
 @app.post("/publish")
 def publish(event):
     return {"pid": os.getpid(), "id": channel.publish(event.read_text(), event="message")}
+
+
+@app.get("/ping")
+def ping(event):
+    return "pong"
 """
 
 PUBLISHER = """
@@ -91,12 +96,17 @@ class Stream:
         raise AssertionError(f"the stream ended before {data!r}")  # pragma: no cover
 
 
-def publish(address: tuple[str, int], text: str) -> tuple[str, str]:
+def fetch(address: tuple[str, int], method: str, target: str, body: bytes = b"") -> tuple[int, bytes]:
     client = RawClient(address, timeout=CLIENT_TIMEOUT)
     try:
-        status, _, body = client.fetch("POST", "/publish", text.encode())
+        status, _, answer = client.fetch(method, target, body)
     finally:
         client.close()
+    return status, answer
+
+
+def publish(address: tuple[str, int], text: str) -> tuple[str, str]:
+    status, body = fetch(address, "POST", "/publish", text.encode())
     assert status == 200, body
     answer = json.loads(body)
     return str(answer["pid"]), answer["id"]
@@ -174,4 +184,61 @@ def test_events_reach_every_client_of_every_worker(
     got = back.until("live")
     assert got == [*((i, f"missed{n}") for n, i in enumerate(missed)), (live, "live")]
     for stream in [*streams, back]:
+        stream.client.close()
+
+
+def test_redis_killed_and_restarted_under_open_streams(
+    gunicorn: StartGunicorn,
+    redis_server: RedisServer,
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "fanout_app.py").write_text(FANOUT_APP)
+    server = gunicorn("fanout_app:app", H3WORKER, "-w", "2", env={"REDIS_URL": redis_server.url})
+    server.wait_for(r"Booting worker with pid", count=2)
+    address = server.address
+    streams: list[Stream] = []
+    for _ in range(100):
+        streams.append(Stream(address))
+        if len(streams) >= 10 and len({s.pid for s in streams}) == 2:
+            break
+    warm = gevent.spawn(lambda: [s.until("sync") for s in streams])
+    while not warm.ready():
+        publish(address, "sync")
+        warm.join(0.05)
+    warm.get()
+    _, before = publish(address, "before")
+    # Every reader has it (an event Redis loses before a reader read it is a gap, not this).
+    readers = [gevent.spawn(s.until, "before") for s in streams]
+    gevent.joinall(readers, timeout=30, raise_error=True)
+
+    redis_server.kill()
+    # Plain routes are unaffected; publishing fails fast with a 503.
+    assert fetch(address, "GET", "/ping") == (200, b"pong")
+    status, body = fetch(address, "POST", "/publish", b"lost")
+    assert status == 503 and b"did not take the event" in body
+    redis_server.start()  # without persistence: the stream is gone
+    while (answer := fetch(address, "POST", "/publish", b"after"))[0] != 200:
+        gevent.sleep(0.05)
+    after = json.loads(answer[1])["id"]
+
+    def rest(stream: Stream) -> list[tuple[str, str | None, str]]:
+        got = []
+        for event in stream.events:
+            if event.data != "sync":  # the last warm-up events may still be on their way
+                got.append((event.event, event.id, event.data))
+            if event.data == "after":
+                return got
+        raise AssertionError("the stream ended")  # pragma: no cover
+
+    readers = [gevent.spawn(rest, s) for s in streams]
+    gevent.joinall(readers, timeout=30, raise_error=True)
+    for reader in readers:
+        # The same streams, still open: one gap notice, then "after"; nothing twice.
+        assert reader.get() == [
+            ("gap", before, '{"reason":"lost"}'),
+            ("message", after, "after"),
+        ]
+    assert tuple(map(int, after.split("-"))) > tuple(map(int, before.split("-")))
+    assert server.log.count("unreachable") == 2, server.log  # one line per worker, not per attempt
+    for stream in streams:
         stream.client.close()

@@ -259,6 +259,7 @@ def test_resync_when_someone_else_continued_the_stream(
     wait_until(lambda: len(channel) == 1, 5, "the subscriber")
     assert redis_backend._greenlet is not None
     redis_backend._greenlet.kill()  # the reader's connection is ours now
+    redis_backend._connected = False  # as while the reader resyncs after a reconnect
     state = redis_backend._keys["h3green:room"]
     state.last_id = b"99999999999999-5"  # Redis no longer has it, and its stream ends below
 
@@ -273,3 +274,25 @@ def test_resync_when_someone_else_continued_the_stream(
     assert wait_for(transport, 1) == [GAP]
     writer.close()
     greenlet.join(5)
+
+
+def test_a_connection_remade_between_reads_still_resyncs(
+    redis_server: RedisServer, cooperative_redis: None
+) -> None:
+    # Redis restarts while the reader pauses between reads: redis-py would quietly remake
+    # the connection on the next command; the reader must notice and send the gap notice.
+    with RedisBackend(redis_server.url, coalesce=0.5, reconnect_min=0.01) as backend:
+        channel = Channel("room", backend=backend)
+        writer, transport = writer_for()
+        greenlet = listening(channel, writer)
+        wait_until(lambda: len(channel) == 1, 5, "the subscriber")
+        first = channel.publish("a")
+        wait_for(transport, 1)  # the reader now pauses for 0.5 s
+        redis_server.kill()
+        redis_server.start()
+        wait_until(lambda: not backend.connected, 5, "the reader to notice")
+        wait_until(lambda: backend.connected, 5, "the reader to resync")
+        last = channel.publish("b")
+        assert wait_for(transport, 3) == [{"id": first, "data": "a"}, GAP, {"id": last, "data": "b"}]
+        writer.close()
+        greenlet.join(5)
