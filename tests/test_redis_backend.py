@@ -284,3 +284,16 @@ def test_an_unhandled_publish_failure_is_a_503(cooperative_redis: None) -> None:
         response = TestClient(app).post("/say")
     assert response.status_code == 503
     assert "did not take the event" in response.json()["message"]
+
+
+def test_tls_urls_and_options_are_passed_through(cooperative_redis: None) -> None:
+    port = free_port()
+    with RedisBackend(f"rediss://:pw@127.0.0.1:{port}/2", timeout=0.3, ssl_cert_reqs="none") as backend:
+        for client in (backend.redis, backend._reader):
+            pool = client.connection_pool
+            assert pool.connection_class is redis.SSLConnection
+            assert pool.connection_kwargs["db"] == 2 and pool.connection_kwargs["ssl_cert_reqs"] == "none"
+        assert backend._reader.connection_pool.connection_kwargs["socket_timeout"] is None
+        assert backend.url == f"rediss://:***@127.0.0.1:{port}/2"
+        with pytest.raises(ChannelUnavailable):
+            Channel("room", backend=backend).publish("x")
