@@ -175,7 +175,7 @@ class Backend(Protocol):
         """
 
     def leave(self, channel: Channel) -> None:
-        """*channel* has no local listener any more."""
+        """A listener of *channel* that joined has left (called once per ``join``)."""
 
 
 class _Subscriber:
@@ -417,7 +417,7 @@ class Channel:
                         sub.waiter = None
         finally:
             self._subscribers.discard(sub)
-            if backend is not None and not self._subscribers:
+            if backend is not None:
                 backend.leave(self)
 
     def _backlog(self, last_event_id: str | None, replay: int) -> list[bytes]:

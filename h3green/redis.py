@@ -87,7 +87,8 @@ class _Key:
     __slots__ = ("after_gap", "channels", "last_id", "maxlen", "ready")
 
     def __init__(self, maxlen: int) -> None:
-        self.channels: set[Channel] = set()
+        #: Listeners (joining or joined) per channel: a key is read while any are left.
+        self.channels: dict[Channel, int] = {}
         #: The last entry id delivered here; None until the reader has positioned the key.
         self.last_id: bytes | None = None
         self.maxlen = maxlen
@@ -248,7 +249,7 @@ class RedisBackend:
             self._start_reader()
             self._has_keys.set()
             self._interrupt()
-        state.channels.add(channel)
+        state.channels[channel] = state.channels.get(channel, 0) + 1
         wanted = parse_id(last_event_id) if last_event_id is not None else None
         while True:
             if not active():
@@ -286,8 +287,10 @@ class RedisBackend:
         key = self.key(channel)
         state = self._keys.get(key)
         if state is not None:
-            state.channels.discard(channel)
-            if not state.channels:
+            left = state.channels.pop(channel, 0) - 1
+            if left > 0:
+                state.channels[channel] = left
+            elif not state.channels:
                 del self._keys[key]
 
     def close(self) -> None:

@@ -296,3 +296,29 @@ def test_a_connection_remade_between_reads_still_resyncs(
         assert wait_for(transport, 3) == [{"id": first, "data": "a"}, GAP, {"id": last, "data": "b"}]
         writer.close()
         greenlet.join(5)
+
+
+def test_a_listener_still_joining_keeps_the_key_read(redis_backend: RedisBackend) -> None:
+    # Two listeners wait for the reader to position a new key; the first one's client
+    # leaves meanwhile. The key must stay, or the second would wait for ever.
+    warm = Channel("warm", backend=redis_backend)
+    writer0, _ = writer_for()
+    greenlet0 = listening(warm, writer0)
+    wait_until(lambda: len(warm) == 1, 5, "the reader to run")
+    assert redis_backend._greenlet is not None
+    redis_backend._greenlet.kill()  # the reader stalls: new keys wait to be positioned
+    channel = Channel("room", backend=redis_backend)
+    writer1, _ = writer_for()
+    writer2, transport2 = writer_for()
+    greenlet1, greenlet2 = listening(channel, writer1), listening(channel, writer2)
+    writer1.close()
+    greenlet1.join(5)
+    assert greenlet1.dead and "keys=2" in repr(redis_backend)
+    redis_backend._start_reader()
+    wait_until(lambda: len(channel) == 1, 5, "the second listener to subscribe")
+    live = channel.publish("live")
+    assert wait_for(transport2, 1) == [{"id": live, "data": "live"}]
+    for writer in (writer0, writer2):
+        writer.close()
+    gevent.joinall([greenlet0, greenlet2], timeout=5)
+    assert "keys=0" in repr(redis_backend)
