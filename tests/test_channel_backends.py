@@ -25,7 +25,7 @@ from h3green.testing import TestClient
 MakeChannel = Callable[..., Channel]
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.live)])
 def make_channel(request: pytest.FixtureRequest) -> MakeChannel:
     if request.param == "memory":
         return lambda name="room", **options: Channel(name, **options)
