@@ -27,9 +27,10 @@ import gevent
 from gevent.hub import Waiter
 
 from .errors import BackpressureDetected
+from .memory import History, MemoryBackend, MemoryHistory, backlog
 from .sse import SSEWriter, encode_event
 
-__all__ = ["Backend", "Channel", "History", "MemoryHistory", "validate_channel_name"]
+__all__ = ["Backend", "Channel", "History", "MemoryBackend", "MemoryHistory", "validate_channel_name"]
 
 logger = logging.getLogger("h3green")
 
@@ -43,100 +44,6 @@ def validate_channel_name(name: str) -> str:
     if not isinstance(name, str) or not _CHANNEL_NAME.fullmatch(name):
         raise ValueError(f"channel names are 1-200 of A-Z a-z 0-9 _ . : -, got {name!r}")
     return name
-
-
-class History(Protocol):
-    """Where a ``Channel`` keeps its recent events, for clients that reconnect.
-
-    ``MemoryHistory`` keeps them in this process; a store shared between processes
-    (Redis, say) implements the same three methods. Entries are encoded events in publish
-    order, each with the channel's sequence number and its id (None when it has none).
-    """
-
-    def append(self, seq: int, id: str | None, payload: bytes) -> None:
-        """Remember one event, forgetting the oldest ones beyond the store's bound."""
-
-    def since(self, last_id: str) -> list[bytes]:
-        """The events published after the one with id *last_id* that are still kept."""
-
-    def recent(self, count: int) -> list[bytes]:
-        """The last *count* events kept, oldest first."""
-
-
-class MemoryHistory:
-    """The last ``maxlen`` events of a channel, in memory.
-
-    An id the history no longer holds but that is a decimal number is taken as a sequence
-    number, which is what channel-assigned ids are: a client that was away for longer than
-    the history reaches back gets everything still kept, and one that comes back after a
-    restart (ids from before it) gets nothing twice.
-    """
-
-    __slots__ = ("_entries", "_ids", "maxlen")
-
-    def __init__(self, maxlen: int = 100) -> None:
-        if maxlen < 0:
-            raise ValueError(f"history length must be >= 0, got {maxlen}")
-        self.maxlen = maxlen
-        self._entries: deque[tuple[int, str | None, bytes]] = deque()
-        self._ids: dict[str, int] = {}
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def append(self, seq: int, id: str | None, payload: bytes) -> None:
-        if not self.maxlen:
-            return
-        entries = self._entries
-        if len(entries) >= self.maxlen:
-            old_seq, old_id, _ = entries.popleft()
-            if old_id is not None and self._ids.get(old_id) == old_seq:
-                del self._ids[old_id]
-        entries.append((seq, id, payload))
-        if id is not None:
-            self._ids[id] = seq
-
-    def since(self, last_id: str) -> list[bytes]:
-        seq = self._ids.get(last_id)
-        if seq is None:
-            if not (last_id.isascii() and last_id.isdigit()):
-                return []
-            seq = int(last_id)
-        missed = []
-        for entry_seq, _, payload in reversed(self._entries):
-            if entry_seq <= seq:
-                break
-            missed.append(payload)
-        missed.reverse()
-        return missed
-
-    def recent(self, count: int) -> list[bytes]:
-        if count <= 0:
-            return []
-        return [payload for _, _, payload in list(self._entries)[-count:]]
-
-    def lost(self, last_id: str, seq: int) -> str | None:
-        """Why events after *last_id* may be missing (``"expired"``, ``"unknown"``), or None.
-
-        *seq* is the channel's latest sequence number. Numbers ahead of it come from
-        before a restart; numbers behind the oldest event kept were evicted.
-        """
-        if last_id in self._ids:
-            return None
-        if not (last_id.isascii() and last_id.isdigit()):
-            return "unknown"
-        number = int(last_id)
-        if number > seq:
-            return "unknown"
-        if number == seq:
-            return None
-        if not self.maxlen:
-            return "expired"
-        entries = self._entries
-        # With nothing kept, everything since was store=False: nothing to replay was lost.
-        if entries and number < entries[0][0] - 1:
-            return "expired"
-        return None
 
 
 class Backend(Protocol):
@@ -156,7 +63,7 @@ class Backend(Protocol):
         id: str | None,
         retry: int | None,
         store: bool,
-    ) -> str:
+    ) -> str | None:
         """Append one event to the shared log; its id."""
 
     def join(
@@ -421,13 +328,4 @@ class Channel:
                 backend.leave(self)
 
     def _backlog(self, last_event_id: str | None, replay: int) -> list[bytes]:
-        history = self.history
-        if last_event_id is None:
-            return history.recent(replay)
-        lost = getattr(history, "lost", None)
-        reason = lost(last_event_id, self._seq) if lost is not None else None
-        # An id that is not one of ours gets all that remains.
-        missed = history.recent(self.max_history) if reason == "unknown" else history.since(last_event_id)
-        if reason is not None and self.gap_event is not None:
-            return [self.gap_notice(reason), *missed]
-        return missed
+        return backlog(self.history, self._seq, self, last_event_id, replay)

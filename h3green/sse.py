@@ -359,7 +359,7 @@ def spawn_stream(callback: Callable[[SSEWriter], object], writer: SSEWriter) -> 
 def __getattr__(name: str) -> Any:
     # ``h3green.sse.Channel`` (and its history types) stay importable from here, where they
     # were first documented; they live in ``h3green.channel``, which imports this module.
-    if name in ("Channel", "History", "MemoryHistory"):
+    if name in ("Channel", "History", "MemoryBackend", "MemoryHistory"):
         from . import channel
 
         return getattr(channel, name)

@@ -374,3 +374,16 @@ def test_slow_socket_subscriber_dropped_over_real_sockets(serve_app: Any) -> Non
     slow.close()
     wait_until(lambda: not server.connections, 2, "every connection to close")
     wait_until(lambda: live_greenlets() <= baseline, 2, "the greenlets to end")
+
+
+def test_memory_backend_ids_off_repr_and_misuse() -> None:
+    from h3green.memory import MemoryBackend
+
+    backend = MemoryBackend()
+    channel = Channel("quiet", backend=backend, auto_id=False)
+    assert channel.publish("x") is None and channel.publish("y", id="7") == "7"
+    assert repr(backend) == "<MemoryBackend channels=1>" and "'quiet'" in repr(channel)
+    with pytest.raises(ValueError, match="needs a name"):
+        Channel(backend=backend)
+    with pytest.raises(ValueError, match="store="):
+        Channel("x", backend=backend, store=MemoryHistory())

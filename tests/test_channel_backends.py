@@ -1,5 +1,6 @@
-"""One behavioural suite, two backends: every test runs on the in-process channel and on
-``RedisBackend`` against a real ``redis-server`` (tests/redis_helpers.py).
+"""One behavioural suite, every backend: each test runs on the in-process channel (its own
+log, and ``MemoryBackend``'s shared by name) and on ``RedisBackend`` against a real
+``redis-server`` (tests/redis_helpers.py).
 
 What a listener sees must not depend on the backend: the same events in the same order
 with the same ids for everyone, exact ``Last-Event-ID`` resumption, the last *replay*
@@ -10,6 +11,7 @@ old or unknown, and slow subscribers dropped.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import gevent
 import gevent.event
@@ -19,17 +21,20 @@ from redis_helpers import blocks
 from test_channel import Transport, channel_app, listening, writer_for
 
 from h3green import BackpressureDetected, Channel
+from h3green.memory import MemoryBackend
 from h3green.redis import parse_id
 from h3green.testing import TestClient
 
 MakeChannel = Callable[..., Channel]
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.live)])
+@pytest.fixture(params=["memory", "memory-backend", pytest.param("redis", marks=pytest.mark.live)])
 def make_channel(request: pytest.FixtureRequest) -> MakeChannel:
     if request.param == "memory":
         return lambda name="room", **options: Channel(name, **options)
-    backend = request.getfixturevalue("redis_backend")
+    backend = (
+        MemoryBackend() if request.param == "memory-backend" else request.getfixturevalue("redis_backend")
+    )
     return lambda name="room", **options: Channel(name, backend=backend, **options)
 
 
@@ -199,3 +204,34 @@ def test_channel_names_are_validated(make_channel: MakeChannel) -> None:
         make_channel(gap_event="a\nb")
     assert make_channel("rooms:42.general_chat-1").name == "rooms:42.general_chat-1"
     assert "rooms:42" in repr(make_channel("rooms:42"))
+
+
+@pytest.fixture(params=["memory-backend", pytest.param("redis", marks=pytest.mark.live)])
+def shared_backend(request: pytest.FixtureRequest) -> Any:
+    return MemoryBackend() if request.param == "memory-backend" else request.getfixturevalue("redis_backend")
+
+
+def test_channels_of_one_name_share_a_backend(shared_backend: Any) -> None:
+    def make_channel(name: str) -> Channel:
+        return Channel(name, backend=shared_backend)
+
+    first, second = make_channel("shared"), make_channel("shared")
+    w1, t1 = writer_for()
+    w2, t2 = writer_for()
+    greenlets = [listening(first, w1), listening(second, w2)]
+    wait_until(lambda: len(first) == len(second) == 1, 5, "both subscribers")
+    ids = [first.publish("one"), second.publish("two")]
+    expected = [{"id": ids[0], "data": "one"}, {"id": ids[1], "data": "two"}]
+    assert wait_for(t1, 2) == wait_for(t2, 2) == expected
+    w1.close()
+    greenlets[0].join(5)
+    third = second.publish("three")
+    assert wait_for(t2, 3)[-1] == {"id": third, "data": "three"}
+    assert len(received(t1)) == 2
+    w2.close()
+    greenlets[1].join(5)
+    resumed, transport = writer_for(last_event_id=ids[0])
+    greenlet = listening(make_channel("shared"), resumed)
+    assert wait_for(transport, 2) == [{"id": ids[1], "data": "two"}, {"id": third, "data": "three"}]
+    resumed.close()
+    greenlet.join(5)
