@@ -588,6 +588,9 @@ class Connection:
                 self._log_access(event, status, len(body))
                 return True
             assert not isinstance(body, bytes)
+            length = getattr(body, "content_length", None)
+            if length is not None:  # a body that knows its length (a file) is not chunked
+                headers.append((b"content-length", b"%d" % length))
             return self._send_streamed(event, status, headers, body, timeout)
         except OSError:
             driver.send_failed()

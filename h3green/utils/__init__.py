@@ -1,0 +1,22 @@
+"""Web utilities H3 and Flask users expect, one module per concept.
+
+``static`` (files from a directory), ``cache`` (conditional requests), ``cors``
+(cross-origin requests), ``multipart`` (form uploads), ``forwarded`` (client address and
+URL behind proxies). Everything public is re-exported here::
+
+    from h3green.utils import StaticFiles, cors, get_request_ip
+"""
+
+from .cache import etag_matches as etag_matches
+from .cache import handle_cache_headers as handle_cache_headers
+from .cache import is_not_modified as is_not_modified
+from .static import StaticFiles as StaticFiles
+from .static import serve_static as serve_static
+
+__all__ = [
+    "StaticFiles",
+    "etag_matches",
+    "handle_cache_headers",
+    "is_not_modified",
+    "serve_static",
+]
