@@ -55,9 +55,7 @@ def test_first_request_gets_validators_and_cache_control() -> None:
     assert response.headers["cache-control"] == "public, max-age=60"
 
 
-@pytest.mark.parametrize(
-    "if_none_match", ['"v1"', 'W/"v1"', '"v0", "v1"', '"v0",W/"v1" , "v2"', "*"]
-)
+@pytest.mark.parametrize("if_none_match", ['"v1"', 'W/"v1"', '"v0", "v1"', '"v0",W/"v1" , "v2"', "*"])
 def test_if_none_match_gives_304_weakly_with_lists_and_star(if_none_match: str) -> None:
     response = client.get("/page", headers={"if-none-match": if_none_match})
     assert response.status == 304

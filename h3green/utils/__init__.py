@@ -10,13 +10,19 @@ URL behind proxies). Everything public is re-exported here::
 from .cache import etag_matches as etag_matches
 from .cache import handle_cache_headers as handle_cache_headers
 from .cache import is_not_modified as is_not_modified
+from .cors import CORSOptions as CORSOptions
+from .cors import cors as cors
+from .cors import handle_cors as handle_cors
 from .static import StaticFiles as StaticFiles
 from .static import serve_static as serve_static
 
 __all__ = [
+    "CORSOptions",
     "StaticFiles",
+    "cors",
     "etag_matches",
     "handle_cache_headers",
+    "handle_cors",
     "is_not_modified",
     "serve_static",
 ]
