@@ -260,6 +260,8 @@ class H3:
             else:
                 if isinstance(replacement, Response):
                     response = replacement
+        if event._form is not None:
+            event._form.close()  # uploads (and their temporary files) end with the handling
         return merge_staged(response, event)
 
     def _notify_error(self, exc: BaseException, event: H3Event) -> None:

@@ -13,16 +13,22 @@ from .cache import is_not_modified as is_not_modified
 from .cors import CORSOptions as CORSOptions
 from .cors import cors as cors
 from .cors import handle_cors as handle_cors
+from .multipart import FormData as FormData
+from .multipart import UploadFile as UploadFile
+from .multipart import parse_multipart as parse_multipart
 from .static import StaticFiles as StaticFiles
 from .static import serve_static as serve_static
 
 __all__ = [
     "CORSOptions",
+    "FormData",
     "StaticFiles",
+    "UploadFile",
     "cors",
     "etag_matches",
     "handle_cache_headers",
     "handle_cors",
     "is_not_modified",
+    "parse_multipart",
     "serve_static",
 ]
