@@ -13,6 +13,10 @@ from .cache import is_not_modified as is_not_modified
 from .cors import CORSOptions as CORSOptions
 from .cors import cors as cors
 from .cors import handle_cors as handle_cors
+from .forwarded import get_request_host as get_request_host
+from .forwarded import get_request_ip as get_request_ip
+from .forwarded import get_request_protocol as get_request_protocol
+from .forwarded import get_request_url as get_request_url
 from .multipart import FormData as FormData
 from .multipart import UploadFile as UploadFile
 from .multipart import parse_multipart as parse_multipart
@@ -26,6 +30,10 @@ __all__ = [
     "UploadFile",
     "cors",
     "etag_matches",
+    "get_request_host",
+    "get_request_ip",
+    "get_request_protocol",
+    "get_request_url",
     "handle_cache_headers",
     "handle_cors",
     "is_not_modified",
