@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime
 
 import pytest
+from conftest import ServeApp
+from live_helpers import RawClient
 
 from h3green import H3, H3Event
 from h3green.testing import TestClient
@@ -147,3 +149,16 @@ def test_etag_without_conditional_headers_renders() -> None:
     app.get("/", lambda e: None if handle_cache_headers(e, etag='W/"w"') else "fresh")
     response = TestClient(app).get("/")
     assert response.text == "fresh" and response.headers["etag"] == 'W/"w"'
+
+
+@pytest.mark.live
+def test_304_over_a_real_socket_keeps_the_connection(serve_app: ServeApp) -> None:
+    client = RawClient(serve_app(make_app()).address)
+    try:
+        status, headers, body = client.fetch("GET", "/page", headers=[("if-none-match", '"v1"')])
+        assert (status, body, headers["etag"]) == (304, b"", '"v1"')
+        assert "content-length" not in headers and "transfer-encoding" not in headers
+        status, _, body = client.fetch("GET", "/page")
+        assert (status, body) == (200, b'{"page":1}')
+    finally:
+        client.close()

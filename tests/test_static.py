@@ -503,6 +503,7 @@ def large_file(tmp_path: Path) -> Iterator[Path]:
         for _ in range(100):
             out.write(block)
     yield path
+    path.unlink()  # pytest keeps recent temporary directories: do not keep 100 MiB in them
 
 
 @pytest.mark.live
@@ -546,3 +547,31 @@ def test_odd_corners(site: Path, tmp_path: Path) -> None:
     assert client.get("/s/leaky/").status == 404
     assert client.get("/s/missing").status == 404  # a mount has nothing to fall through to
     assert client.post("/s/dir.txt").status == 404
+
+
+def test_same_answers_with_the_h11_driver(app: H3) -> None:
+    client = TestClient(app, http_parser="h11")
+    assert client.get("/assets/data.bin").body == DATA
+    head = client.head("/assets/data.bin")
+    assert (head.headers["content-length"], head.body) == ("1024", b"")
+    part = client.get("/assets/data.bin", headers={"range": "bytes=-4"})
+    assert (part.status, part.body) == (206, DATA[-4:])
+    assert client.get("/assets/empty.txt").headers["content-length"] == "0"
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("parser", ["httptools", "h11"])
+def test_keep_alive_across_head_304_range_and_get(app: H3, serve_app: ServeApp, parser: str) -> None:
+    client = RawClient(serve_app(app, http_parser=parser).address)
+    try:
+        status, headers, body = client.fetch("HEAD", "/assets/data.bin")
+        assert (status, headers["content-length"], body) == (200, "1024", b"")
+        status, _, body = client.fetch("GET", "/assets/data.bin", headers=[("if-none-match", headers["etag"])])
+        assert (status, body) == (304, b"")
+        status, headers, body = client.fetch("GET", "/assets/data.bin", headers=[("range", "bytes=1020-")])
+        assert (status, headers["content-range"], body) == (206, "bytes 1020-1023/1024", DATA[1020:])
+        status, headers, body = client.fetch("GET", "/assets/style.css")
+        assert (status, body) == (200, CSS)
+        assert "transfer-encoding" not in headers
+    finally:
+        client.close()
