@@ -22,6 +22,7 @@ server MAY ignore the Range header field") and spares us ``multipart/byteranges`
 
 from __future__ import annotations
 
+import functools
 import mimetypes
 import os
 import stat
@@ -374,4 +375,12 @@ def serve_static(
 
     Returns None only with ``fallthrough=True`` when there is no such file.
     """
-    return StaticFiles(directory, **options).serve(event, path)
+    # abspath, not the bare name: a relative directory means the current one's, each call.
+    return _static_files(os.path.abspath(directory), tuple(sorted(options.items()))).serve(event, path)
+
+
+# PERF: checking the options and resolving the directory once per distinct call site,
+# not on every request.
+@functools.lru_cache(maxsize=64)
+def _static_files(directory: str, options: tuple[tuple[str, Any], ...]) -> StaticFiles:
+    return StaticFiles(directory, **dict(options))
