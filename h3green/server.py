@@ -30,7 +30,7 @@ import socket
 import time
 from collections.abc import Callable, Iterable
 from email.utils import formatdate
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import gevent
 import gevent.event
@@ -38,8 +38,9 @@ import gevent.lock
 import gevent.monkey
 from gevent.server import StreamServer
 
-from . import _http11
-from ._http11 import NEED_DATA, Body, ClientClosed, Driver, EndOfBody, ProtocolError, RequestHead
+from ._h1 import NEED_DATA, Body, ClientClosed, Driver, EndOfBody, ProtocolError, RequestHead, driver_class
+from ._h1 import events as h1
+from ._h1.driver import PARSERS, httptools_available
 from ._json import json_dumps
 from .app import H3
 from .datastructures import Headers
@@ -47,9 +48,6 @@ from .errors import BackpressureDetected, ConnectionLost, HTTPError, SSEError
 from .event import DEFAULT_MAX_BODY_SIZE, H3Event
 from .response import Response, SSEResponse, close_body, error_response
 from .sse import SSEWriter, encode_event, spawn_stream
-
-if TYPE_CHECKING:
-    from . import _httptools
 
 __all__ = ["Config", "Connection", "Server", "serve"]
 
@@ -77,11 +75,11 @@ class Config:
     #: gunicorn's ``worker_connections`` (1,000).
     max_connections: int = 1000
     #: Bytes of request line, so of URL too: 414 past it. gunicorn's ``limit_request_line``.
-    max_request_line: int = _http11.DEFAULT_MAX_REQUEST_LINE
+    max_request_line: int = h1.DEFAULT_MAX_REQUEST_LINE
     #: Bytes of header fields: 431 past it. node's ``--max-http-header-size`` (16 KiB).
-    max_header_bytes: int = _http11.DEFAULT_MAX_HEADER_BYTES
+    max_header_bytes: int = h1.DEFAULT_MAX_HEADER_BYTES
     #: Header fields: 431 past it. gunicorn's ``limit_request_fields`` (100).
-    max_header_count: int = _http11.DEFAULT_MAX_HEADER_COUNT
+    max_header_count: int = h1.DEFAULT_MAX_HEADER_COUNT
     #: Request body bytes (declared or, when chunked, counted): 413. nginx's 1 MiB.
     max_body_size: int = DEFAULT_MAX_BODY_SIZE
     #: Seconds a connection may wait for the first byte of its next request, then it is
@@ -121,25 +119,14 @@ class Config:
     backlog: int = 2048
     #: HTTP/1.1 parser: "auto" (httptools when importable, else h11), "httptools" (llhttp,
     #: in C: about 2.5x the hello requests/s of h11), or "h11" (pure Python, the reference).
-    #: Same answers, except where llhttp is stricter (see ``_httptools``).
+    #: Same answers, except where llhttp is stricter (see ``_h1.httptools_driver``).
     http_parser: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.http_parser not in _PARSERS:
-            raise ValueError(f"http_parser must be one of {', '.join(_PARSERS)}, got {self.http_parser!r}")
-        if self.http_parser == "httptools" and _fast_driver() is None:
+        if self.http_parser not in PARSERS:
+            raise ValueError(f"http_parser must be one of {', '.join(PARSERS)}, got {self.http_parser!r}")
+        if self.http_parser == "httptools" and not httptools_available():
             raise ValueError("http_parser='httptools' needs the httptools package: pip install httptools")
-
-
-_PARSERS: Final = ("h11", "httptools", "auto")
-
-
-def _fast_driver() -> type[_httptools.Driver] | None:
-    try:
-        from . import _httptools
-    except ImportError:
-        return None
-    return _httptools.Driver
 
 
 class _StreamDoneError(Exception):
@@ -320,8 +307,7 @@ class Connection:
         self.app = app
         self.config = config
         self.registry = registry
-        driver_class = Driver if config.http_parser == "h11" else (_fast_driver() or Driver)
-        self.driver: Driver | _httptools.Driver = driver_class(
+        self.driver: Driver = driver_class(config.http_parser)(
             max_request_line=config.max_request_line,
             max_header_bytes=config.max_header_bytes,
             max_header_count=config.max_header_count,
