@@ -34,6 +34,12 @@ _FRAMING_HEADERS: Final = frozenset({"content-length", "transfer-encoding"})
 _UNREAD_BODY_CLOSES: Final = frozenset({400, 408, 413})
 
 
+def _add_server_header(conn: Connection, headers: list[tuple[bytes, bytes]]) -> None:
+    server_header = conn.config.server_header
+    if server_header:
+        headers.append((b"server", server_header.encode("latin-1")))
+
+
 def _wire_headers(conn: Connection, response: Response) -> list[tuple[bytes, bytes]]:
     headers = [
         (name.encode("latin-1"), value.encode("latin-1"))
@@ -41,9 +47,7 @@ def _wire_headers(conn: Connection, response: Response) -> list[tuple[bytes, byt
         if name not in _FRAMING_HEADERS
     ]
     headers.append((b"date", date_header()))
-    config = conn.config
-    if config.server_header:
-        headers.append((b"server", config.server_header.encode("latin-1")))
+    _add_server_header(conn, headers)
     driver = conn.driver
     if conn.closing or (
         not driver.request_done and (response.status in _UNREAD_BODY_CLOSES or driver.client_failed)
@@ -163,8 +167,7 @@ def reject(conn: Connection, status: int, message: str) -> None:
             (b"connection", b"close"),
             (b"date", date_header()),
         ]
-        if conn.config.server_header:
-            headers.append((b"server", conn.config.server_header.encode("latin-1")))
+        _add_server_header(conn, headers)
         driver = conn.driver
         data = driver.head(status, headers) + driver.body(body) + driver.end()
     except Exception:

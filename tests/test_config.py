@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -85,3 +86,9 @@ def test_every_field_parses_from_its_default_text() -> None:
         value = getattr(defaults, field.name)
         text = value.decode() if isinstance(value, bytes) else str(value)
         assert parse_field(field.name, text) == value, field.name
+
+
+def test_the_docs_example_runs() -> None:
+    text = (Path(__file__).parent.parent / "docs" / "config.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(code, "docs/config.md", "exec"), {})

@@ -554,3 +554,18 @@ def test_httptools_agrees_with_h11_or_is_stricter(parts: list[bytes], cuts: list
             return  # stricter: see the module docstring of h3green._httptools
         assert mine == theirs
     assert len(ours) == len(fast)
+
+
+@pytest.mark.parametrize("driver_class", DRIVERS)
+def test_next_cycle_needs_a_finished_exchange_and_keeps_the_clients_close(driver_class: type) -> None:
+    driver = driver_class(**LIMITS)
+    with pytest.raises(RuntimeError, match="cannot carry another request"):
+        driver.start_next_cycle()
+    assert events_of(driver, GET + b"GET /x") == ["RequestHead", "EndOfBody", PAUSED]
+    driver.receive_data(b"")
+    respond(driver)
+    driver.start_next_cycle()
+    # The client closed in the middle of the next head: that head is broken.
+    with pytest.raises(ProtocolError) as caught:
+        driver.next_event()
+    assert caught.value.status == 400
