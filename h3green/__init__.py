@@ -25,6 +25,7 @@ if _sys.argv[:1] == ["-m"] and _sys.orig_argv[_sys.orig_argv.index("-m") + 1 :][
 
 from .app import H3 as H3
 from .channel import Channel as Channel
+from .config import Config as Config
 from .datastructures import Headers as Headers
 from .datastructures import QueryParams as QueryParams
 from .errors import BackpressureDetected as BackpressureDetected
@@ -52,6 +53,7 @@ __all__ = [
     "H3",
     "BackpressureDetected",
     "Channel",
+    "Config",
     "ConnectionLost",
     "EventStream",
     "H3Error",

@@ -2,7 +2,7 @@
 
 gevent's monkey patching has already happened when this module runs: ``h3green/__init__``
 patches first when it is being imported on the way to ``python -m h3green``, before
-anything else imports ``socket`` or ``threading``. Every field of ``h3green.server.Config``
+anything else imports ``socket`` or ``threading``. Every field of ``h3green.Config``
 is also a flag (``--max-body-size 2097152``, ``--sse-heartbeat 30``...).
 """
 
@@ -15,15 +15,15 @@ import importlib.util
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .app import H3
-from .server import Config, serve
+from .config import Config, field_kind, parse_field
+from .server import serve
 
 __all__ = ["load_app", "main"]
 
-_FLAG_TYPES: dict[str, Any] = {"int": int, "float": float, "str": str, "str | None": str}
 _SKIPPED_FIELDS = {"access_log", "sse_shutdown_event"}
 
 
@@ -68,6 +68,18 @@ def load_app(spec: str) -> H3:
     return app
 
 
+def _flag_parser(name: str) -> Callable[[str], Any]:
+    """``Config``'s own parser for the flag of field *name* (as for ``H3GREEN_*``)."""
+
+    def parse(text: str) -> Any:
+        try:
+            return parse_field(name, text, "--" + name.replace("_", "-"))
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m h3green",
@@ -92,12 +104,11 @@ def _parser() -> argparse.ArgumentParser:
     for field in dataclasses.fields(Config):
         if field.name in _SKIPPED_FIELDS:
             continue
-        kind = _FLAG_TYPES[str(field.type)]
         limits.add_argument(
             "--" + field.name.replace("_", "-"),
-            type=kind,
+            type=_flag_parser(field.name),
             default=None,
-            metavar=kind.__name__.upper(),
+            metavar=field_kind(field).removesuffix(" | None").upper(),
             help=f"default {field.default!r}",
         )
     return parser

@@ -9,14 +9,13 @@ anything a handler did: an ``HTTPError`` becomes its status, anything else a log
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 from .errors import HTTPError
 from .event import H3Event
 from .response import Response, error_response, merge_staged, to_response
-from .router import InvalidPath, Router, normalize_path
+from .router import METHOD_TOKEN, InvalidPath, Router, normalize_path
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -34,9 +33,6 @@ ErrorHook = Callable[[BaseException, H3Event], object]
 Chain = Callable[[H3Event], Response]
 
 H = TypeVar("H", bound=Handler)
-
-# RFC 9110 §9.1: a method is a token (§5.6.2), so M-SEARCH and other extensions qualify.
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Z]+")
 
 
 def _as_list(hooks: Any) -> list[Any]:
@@ -88,7 +84,7 @@ class H3:
     def on(self, method: str, path: str, handler: H | None = None) -> H | Callable[[H], H]:
         """Route *method* (or ``"*"`` for any) on *path* to *handler*; also a decorator."""
         method = method.upper()
-        if method != "*" and _TOKEN.fullmatch(method) is None:
+        if method != "*" and METHOD_TOKEN.fullmatch(method) is None:
             raise ValueError(f"invalid HTTP method {method!r}")
 
         def register(func: H) -> H:

@@ -237,6 +237,10 @@ class H3Event:
 
     # -- staged response -----------------------------------------------------------------
 
+    def mark_head_sent(self) -> None:
+        """The server put the response head on the wire: the staged response is fixed."""
+        self._head_sent = True
+
     def _check_not_sent(self) -> None:
         if self._head_sent:
             raise ResponseAlreadySent("the response head was already sent")

@@ -23,6 +23,7 @@ import traceback
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from ._h1.events import NO_BODY_STATUSES
 from ._json import json_dumps
 from .datastructures import Headers, HeadersInit
 from .errors import HTTPError
@@ -50,8 +51,6 @@ JSON = "application/json"
 OCTET = "application/octet-stream"
 
 Body = bytes | Iterable[bytes]
-
-NO_BODY_STATUSES = frozenset({204, 304})
 
 
 def check_status(status: int) -> None:
@@ -226,9 +225,9 @@ def merge_staged(response: Response, event: H3Event) -> Response:
     staged = event.res.headers
     if staged:
         own = response.headers
-        merged = Headers()
-        merged._items = [item for item in staged._items if item[0] not in own] + own._items
-        response.headers = merged
+        response.headers = Headers.from_pairs(
+            [item for item in staged.items() if item[0] not in own] + own.items()
+        )
     return response
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from typing import Generic, TypeVar
 
-__all__ = ["InvalidPath", "RouteMatch", "Router", "normalize_path"]
+__all__ = ["METHOD_TOKEN", "InvalidPath", "RouteMatch", "Router", "normalize_path"]
 
 T = TypeVar("T")
 
@@ -151,9 +151,10 @@ class _Node(Generic[T]):
         self.catchall: _Table[T] = {}  # patterns ending in "**" below this node
 
 
-# RFC 9110 section 9.1: a method is a token; we also insist on upper case so
-# that "get" is a registration error rather than a route that never matches.
-_METHOD = re.compile(r"[A-Z0-9!#$%&'*+.^_`|~-]+")
+#: RFC 9110 §9.1: a method is a token (§5.6.2), so M-SEARCH and other extensions
+#: qualify; upper case only, so that "get" is a registration error rather than a route
+#: that never matches. The one pattern for the app and the router.
+METHOD_TOKEN = re.compile(r"[A-Z0-9!#$%&'*+.^_`|~-]+")
 _PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -249,7 +250,7 @@ class Router(Generic[T]):
         Registering the same method and pattern shape again replaces the
         handler. Raises ValueError for an invalid method or pattern.
         """
-        if method != "*" and _METHOD.fullmatch(method) is None:
+        if method != "*" and METHOD_TOKEN.fullmatch(method) is None:
             raise ValueError(f"method must be an upper-case HTTP method or '*', got {method!r}")
         kinds, names, catchall = _parse_pattern(path)
         node = self._root

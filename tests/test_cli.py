@@ -167,3 +167,18 @@ def test_port_in_use_is_a_one_line_error(app_file: Path) -> None:
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_flags_share_the_config_parser(capsys: pytest.CaptureFixture[str]) -> None:
+    args = _parser().parse_args(["m:app", "--server-header", "none", "--keepalive-timeout", "0"])
+    assert args.server_header is None and args.keepalive_timeout == 0.0
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["m:app", "--max-body-size", "lots"])
+    assert "--max-body-size must be a number, got 'lots'" in capsys.readouterr().err
+
+
+def test_a_bad_flag_value_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    app_file = tmp_path / "tiny_app.py"
+    app_file.write_text("from h3green import H3\napp = H3()\n")
+    assert main([f"{app_file}:app", "--max-connections", "-1"]) == 2
+    assert "max_connections must be >= 1" in capsys.readouterr().err
