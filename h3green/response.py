@@ -244,12 +244,18 @@ def to_response(value: Any, event: H3Event) -> Response:
 
 
 def merge_staged(response: Response, event: H3Event) -> Response:
-    """Put headers staged on the event under the response's own."""
+    """Put headers staged on the event under the response's own.
+
+    ``Set-Cookie`` is the exception: each one is a separate cookie (RFC 6265 §3), so the
+    staged ones (a session's, say) are kept next to the response's own.
+    """
     staged = event.res.headers
     if staged:
         own = response.headers
         merged = Headers()
-        merged._items = [item for item in staged._items if item[0] not in own] + own._items
+        merged._items = [
+            item for item in staged._items if item[0] == "set-cookie" or item[0] not in own
+        ] + own._items
         response.headers = merged
     return response
 
