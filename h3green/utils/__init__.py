@@ -4,14 +4,22 @@ packages some of them need (``cryptography``, ``urllib3``, ``pydantic``) are imp
 only when the feature is used, so importing ``h3green.utils`` never fails.
 """
 
+from .auth import basic_auth as basic_auth
+from .auth import require_basic_auth as require_basic_auth
 from .session import MemoryStore as MemoryStore
 from .session import Session as Session
 from .session import SessionStore as SessionStore
 from .session import use_session as use_session
+from .validate import get_validated_query as get_validated_query
+from .validate import read_validated_body as read_validated_body
 
 __all__ = [
     "MemoryStore",
     "Session",
     "SessionStore",
+    "basic_auth",
+    "get_validated_query",
+    "read_validated_body",
+    "require_basic_auth",
     "use_session",
 ]
