@@ -6,6 +6,7 @@ only when the feature is used, so importing ``h3green.utils`` never fails.
 
 from .auth import basic_auth as basic_auth
 from .auth import require_basic_auth as require_basic_auth
+from .proxy import proxy_request as proxy_request
 from .session import MemoryStore as MemoryStore
 from .session import Session as Session
 from .session import SessionStore as SessionStore
@@ -19,6 +20,7 @@ __all__ = [
     "SessionStore",
     "basic_auth",
     "get_validated_query",
+    "proxy_request",
     "read_validated_body",
     "require_basic_auth",
     "use_session",
