@@ -258,6 +258,13 @@ def test_statuses_and_bodiless_answers_pass_through(upstream: Upstream) -> None:
     assert client.get("/api/hello").text == "hello from upstream"
 
 
+def test_the_proxy_body_limit_holds_for_what_it_streams_up(upstream: Upstream) -> None:
+    client = TestClient(proxy_app(upstream.url), max_body_size=10)
+    response = client.post("/api/upload", data=b"x" * 11)
+    assert response.status == 413
+    assert client.post("/api/upload", data=b"x" * 10).json()["bytes"] == 10
+
+
 def test_the_response_body_streams_as_it_arrives(upstream: Upstream) -> None:
     client = TestClient(proxy_app(upstream.url))
     with client.stream("GET", "/api/stream") as response:
@@ -379,6 +386,8 @@ def test_an_event_stream_is_relayed_event_by_event(upstream: Upstream) -> None:
         assert response.status == 200
         assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
         assert response.headers["set-cookie"] == "stream=1"
+        assert response.headers.getall("x-accel-buffering") == ["no"]
+        assert response.headers.getall("cache-control") == ["no-cache"]
         lines = response.iter_lines()
         received = [next(lines) for _ in range(8)]
         assert received == [

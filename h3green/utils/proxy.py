@@ -64,6 +64,8 @@ _NOT_FORWARDED: Final = frozenset({"host", "expect"})
 # Not passed down: the server frames the body it relays itself.
 _NOT_RELAYED: Final = frozenset({"content-length"})
 _NO_BODY: Final = frozenset({204, 304})
+# Set by start_sse(); the upstream's own values replace them rather than repeat them.
+_SSE_HEADERS: Final = frozenset({"content-type", "cache-control", "x-accel-buffering"})
 
 
 def _urllib3() -> Any:
@@ -294,13 +296,13 @@ def proxy_request(
     ):
         event.start_sse(status)
         for name, value in relayed:
-            if name in ("content-type", "cache-control"):
+            if name in _SSE_HEADERS:
                 event.set_header(name, value)
             else:
                 event.append_header(name, value)
         event.set_stream_callback(_SSERelay(upstream))
         return None
     if event.method == "HEAD" or status in _NO_BODY:
-        upstream.release_conn() if upstream.length_remaining == 0 else upstream.close()
+        upstream.release_conn()  # RFC 9112 §6.3: these have no body, whatever their headers say
         return Response(None, status, relayed)
     return Response(_UpstreamBody(upstream), status, relayed)
