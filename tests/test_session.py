@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from conftest import ServeApp
-from live_helpers import RawClient
+from live_helpers import RawClient, free_port, wait_until
 
 from h3green import H3, H3Event, Headers, HTTPError, Response
 from h3green.testing import TestClient, TestResponse
-from h3green.utils import MemoryStore, Session, use_session
+from h3green.utils import MemoryStore, RedisStore, Session, use_session
 from h3green.utils import session as session_module
 
 SECRET = "s" * 32
@@ -426,3 +428,54 @@ def test_a_session_over_a_real_socket(serve_app: ServeApp) -> None:
 def _no_leftover_cache() -> Iterator[None]:
     yield
     assert session_module._sealer.cache_info().currsize <= 32
+
+
+# -- Redis --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_client() -> Iterator[Any]:
+    """A throwaway redis-server on an ephemeral port (Debian's, from apt) and a client."""
+    redis = pytest.importorskip("redis")
+    binary = shutil.which("redis-server")
+    if binary is None:  # pragma: no cover - CI installs it
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port)
+
+    def ready() -> bool:
+        try:
+            return bool(client.ping())
+        except redis.ConnectionError:
+            return False
+
+    try:
+        wait_until(ready, what="redis-server to accept connections")
+        yield client
+    finally:
+        client.close()
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.live
+def test_a_redis_store_shares_sessions_and_lets_redis_expire_them(redis_client: Any) -> None:
+    store = RedisStore(redis_client, prefix="test:")
+    session, _ = new_session(store=store, idle_timeout=60)
+    session.update(user="ada")
+    jar = staged_jar(session._event)
+    assert redis_client.pttl(f"test:{session.id}") > 59_000
+    assert use_session(event_with(jar), secret=SECRET, store=store, idle_timeout=60).data == {"user": "ada"}
+    store.set("no-ttl", {"a": 1}, None)
+    assert redis_client.ttl("test:no-ttl") == -1 and store.get("no-ttl") == {"a": 1}
+    redis_client.set("test:odd", "[1, 2]")
+    assert store.get("odd") is None and store.get("missing") is None
+    session.clear()
+    assert redis_client.exists(f"test:{session.id}") == 1
+    store.delete(session.id)
+    assert store.get(session.id) is None

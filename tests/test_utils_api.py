@@ -11,6 +11,7 @@ import h3green.utils
 
 OURS = {
     "MemoryStore",
+    "RedisStore",
     "Session",
     "SessionStore",
     "basic_auth",

@@ -8,6 +8,7 @@ from .auth import basic_auth as basic_auth
 from .auth import require_basic_auth as require_basic_auth
 from .proxy import proxy_request as proxy_request
 from .session import MemoryStore as MemoryStore
+from .session import RedisStore as RedisStore
 from .session import Session as Session
 from .session import SessionStore as SessionStore
 from .session import use_session as use_session
@@ -16,6 +17,7 @@ from .validate import read_validated_body as read_validated_body
 
 __all__ = [
     "MemoryStore",
+    "RedisStore",
     "Session",
     "SessionStore",
     "basic_auth",

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
     from ..event import H3Event
 
-__all__ = ["MemoryStore", "Session", "SessionStore", "use_session"]
+__all__ = ["MemoryStore", "RedisStore", "Session", "SessionStore", "use_session"]
 
 #: A secret shorter than this is refused: a Fernet key has 256 bits.
 MIN_SECRET_LENGTH: Final = 32
@@ -116,6 +116,36 @@ class MemoryStore:
 
     def delete(self, session_id: str) -> None:
         self._entries.pop(session_id, None)
+
+
+class RedisStore:
+    """Sessions in Redis, shared by every worker and machine: ``RedisStore(redis.Redis())``.
+
+    *client* is a redis-py client (``pip install redis``) made by the application, with
+    its own address, pool and TLS settings. Each session is one string key
+    ``prefix + id`` holding JSON, with Redis's own expiry (``PX``) when the session has a
+    ``max_age`` or ``idle_timeout``; without either, keys stay until Redis evicts them.
+    """
+
+    __slots__ = ("client", "prefix")
+
+    def __init__(self, client: Any, *, prefix: str = "h3green:session:") -> None:
+        self.client = client
+        self.prefix = prefix
+
+    def get(self, session_id: str) -> dict[str, Any] | None:
+        raw = self.client.get(self.prefix + session_id)
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        return data if isinstance(data, dict) else None
+
+    def set(self, session_id: str, data: dict[str, Any], ttl: float | None) -> None:
+        expiry = None if ttl is None else max(1, math.ceil(ttl * 1000))
+        self.client.set(self.prefix + session_id, json.dumps(data), px=expiry)
+
+    def delete(self, session_id: str) -> None:
+        self.client.delete(self.prefix + session_id)
 
 
 def _fernet() -> Any:
