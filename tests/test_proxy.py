@@ -498,3 +498,16 @@ def test_the_relay_under_gunicorn_h3worker(
     finally:
         client.close()
     assert upstream.stream_closed.wait(WAIT), "the upstream never saw its client go"
+
+
+def test_a_failure_after_the_upstream_answered_closes_it(upstream: Upstream) -> None:
+    app = H3()
+
+    @app.get("/twice")
+    def twice(event: H3Event) -> Response | None:
+        event.start_sse()  # the relay cannot start a second stream: SSEAlreadyStarted
+        return proxy_request(event, upstream.url + "/events")
+
+    response = TestClient(app).get("/twice")
+    assert response.status == 500
+    assert upstream.stream_closed.wait(WAIT), "the upstream stream was left open"

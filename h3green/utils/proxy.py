@@ -105,6 +105,8 @@ def _green_manager() -> PoolManager:
     from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
     class GreenConnection(HTTPConnection):
+        # _new_conn is where urllib3 2's HTTPConnection opens its socket, and only that:
+        # everything else (framing, timeouts, keep-alive) stays urllib3's own.
         def _new_conn(self) -> socket.socket:
             timeout = self.timeout if isinstance(self.timeout, int | float) else None
             try:
@@ -281,6 +283,15 @@ def proxy_request(
         )
     except urllib3.exceptions.HTTPError as exc:
         raise _upstream_error(exc, target) from None
+    try:
+        return _answer(event, target, upstream)
+    except BaseException:
+        upstream.close()  # never leave the upstream connection open behind an error
+        raise
+
+
+def _answer(event: H3Event, target: str, upstream: BaseHTTPResponse) -> Response | None:
+    """The response (or, for an event stream, the staged relay) for *upstream*'s answer."""
     relayed = []
     for name, value in _end_to_end(upstream.headers.items()):
         lowered = name.lower()
