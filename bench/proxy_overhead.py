@@ -63,10 +63,10 @@ def start(module: str, port: int, **env: str) -> subprocess.Popen[bytes]:
     raise SystemExit(f"{module} did not start")
 
 
-def load(url: str, connections: int, duration: float) -> dict[str, Any]:
-    if shutil.which("wrk"):
+def load(url: str, connections: int, duration: float, bundled: bool = False) -> dict[str, Any]:
+    if shutil.which("wrk") and not bundled:
         out = subprocess.run(
-            ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", url],
+            ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", url],
             capture_output=True,
             text=True,
             check=True,
@@ -92,14 +92,14 @@ def load(url: str, connections: int, duration: float) -> dict[str, Any]:
     return {"tool": "loadgen", "rps": result["rps"], "non_2xx": result.get("errors", 0)}
 
 
-def throughput(connections: int, duration: float) -> dict[str, Any]:
+def throughput(connections: int, duration: float, bundled: bool) -> dict[str, Any]:
     up_port, proxy_port = free_port(), free_port()
     upstream = start("examples.upstream", up_port)
     proxy = start("examples.portal", proxy_port, UPSTREAM_URL=f"http://127.0.0.1:{up_port}")
     try:
-        load(f"http://127.0.0.1:{proxy_port}/api/status", connections, 1)  # warm the pool
-        direct = load(f"http://127.0.0.1:{up_port}/status", connections, duration)
-        proxied = load(f"http://127.0.0.1:{proxy_port}/api/status", connections, duration)
+        load(f"http://127.0.0.1:{proxy_port}/api/status", connections, 1, bundled)  # warm the pool
+        direct = load(f"http://127.0.0.1:{up_port}/status", connections, duration, bundled)
+        proxied = load(f"http://127.0.0.1:{proxy_port}/api/status", connections, duration, bundled)
     finally:
         for proc in (proxy, upstream):
             proc.kill()
@@ -167,9 +167,10 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--aborts", type=int, default=20)
+    parser.add_argument("--loadgen", action="store_true", help="use bench/loadgen.py even if wrk exists")
     args = parser.parse_args()
     result = {
-        "throughput": throughput(args.connections, args.duration),
+        "throughput": throughput(args.connections, args.duration, args.loadgen),
         "abort_to_upstream_close": abort_to_close(args.aborts),
     }
     print(json.dumps(result, indent=2))
