@@ -412,7 +412,7 @@ def test_a_finished_upstream_stream_ends_the_relay(upstream: Upstream) -> None:
 
 
 def test_a_quiet_upstream_stream_ends_after_the_timeout(upstream: Upstream) -> None:
-    client = TestClient(proxy_app(upstream.url, timeout=0.3))
+    client = TestClient(proxy_app(upstream.url, timeout=0.5))
     with client.stream("GET", "/api/events") as response:
         # The upstream sends no heartbeats: the relay gives up and ends the body.
         assert b"data: line two" in response.read()
