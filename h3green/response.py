@@ -221,12 +221,18 @@ def to_response(value: Any, event: H3Event) -> Response:
 
 
 def merge_staged(response: Response, event: H3Event) -> Response:
-    """Put headers staged on the event under the response's own."""
+    """Put headers staged on the event under the response's own.
+
+    ``Set-Cookie`` is the exception: each one is a separate cookie (RFC 6265 §3), so the
+    staged ones (a session's, say) are kept next to the response's own.
+    """
     staged = event.res.headers
     if staged:
         own = response.headers
+        # Every staged Set-Cookie is kept beside the response's own (a session cookie and
+        # a proxied upstream's cookies are different cookies); other names: the response wins.
         response.headers = Headers.from_pairs(
-            [item for item in staged.items() if item[0] not in own] + own.items()
+            [item for item in staged.items() if item[0] == "set-cookie" or item[0] not in own] + own.items()
         )
     return response
 
