@@ -10,7 +10,17 @@ memory is measured (the gevent.pywsgi peer has no channel).
 ``python bench/sse_client.py firehose PORT --events 50000`` reads one stream as fast as it
 can and reports events per second.
 
-Both print one JSON object on stdout.
+``python bench/sse_client.py detect PORT --samples 3 --spread 15`` opens streams with a
+token each, closes them (spread over *spread* seconds, so their phases against a
+server's ping interval differ) and asks the server's ``/detected?token=`` when each
+stream's generator or callback ended: that time minus the client's ``time.monotonic()``
+at the close is how long the server took to notice.
+
+``python bench/sse_client.py heartbeat PORT SERVER_PID --streams 5000 --interval 1``
+holds idle streams with a short per-stream heartbeat and reports the server's CPU
+seconds over a window divided by the heartbeats that arrived in it.
+
+All print one JSON object on stdout.
 """
 
 from __future__ import annotations
@@ -58,15 +68,39 @@ def _get(port: int, path: str) -> bytes:
     return response[response.index(_HEAD_END) + 4 :]
 
 
-class Streams:
-    """Many idle event-stream connections, driven by one selector."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of *pid* and its children (a gunicorn arbiter's worker)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    with open(f"/proc/{pid}/task/{pid}/children") as children:
+        return total + sum(cpu_seconds(int(child)) for child in children.read().split())
 
-    def __init__(self, port: int) -> None:
+
+def _head_value(head: bytes, name: bytes) -> str | None:
+    for line in head.split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == name:
+            return value.strip().decode("latin-1")
+    return None
+
+
+class Streams:
+    """Many idle event-stream connections, driven by one selector.
+
+    *source* binds every connection to that local address (``127.0.0.x``), so several
+    clients together can open more streams than one address has ephemeral ports.
+    """
+
+    def __init__(self, port: int, path: str = "/stream", source: str | None = None) -> None:
         self.port = port
+        self.source = (source, 0) if source else None
         self.selector = selectors.DefaultSelector()
         self.open: list[socket.socket] = []
         self.ticks: dict[int, int] = {}
-        self._request = b"GET /stream HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n"
+        #: The ``x-worker`` header of each stream's head, when the server sends one.
+        self.worker: dict[int, str] = {}
+        self._request = f"GET {path} HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n".encode()
 
     def grow_to(self, count: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -74,7 +108,7 @@ class Streams:
         selector = self.selector
         while len(self.open) < count or pending:
             while len(pending) < _IN_FLIGHT and len(self.open) + len(pending) < count:
-                sock = socket.create_connection(("127.0.0.1", self.port))
+                sock = socket.create_connection(("127.0.0.1", self.port), source_address=self.source)
                 sock.sendall(self._request)
                 sock.setblocking(False)
                 pending[sock.fileno()] = (sock, b"")
@@ -96,6 +130,8 @@ class Streams:
                     del pending[fd]
                     self.open.append(sock)
                     self.ticks[fd] = 0
+                    if worker := _head_value(data[: data.index(_HEAD_END)], b"x-worker"):
+                        self.worker[fd] = worker
                 else:
                     pending[fd] = (sock, data)
 
@@ -121,6 +157,34 @@ class Streams:
                     waiting.discard(fd)
                     last = time.monotonic()
         return last - started
+
+    def watch(self, seconds: float) -> dict[str, Any]:
+        """Read every stream for *seconds*: comment lines seen and the longest silence.
+
+        A stream's silence is the time between two arrivals, counting the window's start
+        and end as arrivals, so a stream that sent nothing shows the whole window.
+        """
+        started = time.monotonic()
+        end = started + seconds
+        last = dict.fromkeys(self.ticks, started)
+        longest = 0.0
+        beats = 0
+        while (now := time.monotonic()) < end:
+            for key, _ in self.selector.select(min(0.5, end - now)):
+                sock = key.fileobj
+                data = sock.recv(65536)  # type: ignore[union-attr]
+                if not data:
+                    raise ConnectionError("the server closed a stream")
+                fd = sock.fileno()  # type: ignore[union-attr]
+                arrived = time.monotonic()
+                longest = max(longest, arrived - last[fd])
+                last[fd] = arrived
+                beats += data.count(b"\n:")  # a comment line, after a chunk-size line
+                self.ticks[fd] += data.count(b"event: tick")
+        now = time.monotonic()
+        gaps = sorted(now - t for t in last.values())
+        longest = max(longest, gaps[-1] if gaps else 0.0)
+        return {"seconds": now - started, "beats": beats, "longest_silence_s": longest}
 
     def close(self) -> None:
         for sock in self.open:
@@ -160,6 +224,70 @@ def streams_main(args: argparse.Namespace) -> dict[str, Any]:
     return {"levels": levels}
 
 
+def _wait_listeners(port: int, count: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while json.loads(_get(port, "/"))["listeners"] < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not all {count} streams subscribed")
+        time.sleep(0.02)
+
+
+def detect_main(args: argparse.Namespace) -> dict[str, Any]:
+    tag = f"{os.getpid()}-{time.monotonic_ns()}"
+    socks = []
+    for i in range(args.samples):
+        streams = Streams(args.port, f"/stream?token={tag}-{i}")
+        streams.grow_to(1, timeout=30)
+        socks.append(streams)
+    _wait_listeners(args.port, args.samples, 30)
+    time.sleep(0.2)  # every generator is parked in its wait, not still starting
+    closed: list[float] = []
+    for i, streams in enumerate(socks):
+        if i:
+            time.sleep(args.spread / args.samples)
+        closed.append(time.monotonic())
+        streams.close()
+    delays: list[float | None] = [None] * args.samples
+    deadline = time.monotonic() + args.timeout
+    while None in delays and time.monotonic() < deadline:
+        for i, delay in enumerate(delays):
+            if delay is None:
+                ended = json.loads(_get(args.port, f"/detected?token={tag}-{i}"))["t"]
+                if ended is not None:
+                    delays[i] = ended - closed[i]
+        time.sleep(0.02)
+    noticed = [d * 1000 for d in delays if d is not None]
+    return {
+        "samples": args.samples,
+        "detected_ms": noticed,
+        "undetected": delays.count(None),
+        "timeout_s": args.timeout,
+        "median_ms": statistics.median(noticed) if noticed else None,
+    }
+
+
+def heartbeat_main(args: argparse.Namespace) -> dict[str, Any]:
+    streams = Streams(args.port, f"/stream?heartbeat={args.interval}")
+    streams.grow_to(args.streams, timeout=args.timeout)
+    # Let every stream's first beat come and the opening burst's work finish.
+    streams.watch(args.interval * 1.5)
+    cpu = cpu_seconds(args.pid)
+    seen = streams.watch(args.window)
+    cpu = cpu_seconds(args.pid) - cpu
+    streams.close()
+    beats = max(1, seen["beats"])
+    return {
+        "streams": args.streams,
+        "interval_s": args.interval,
+        "window_s": seen["seconds"],
+        "beats": seen["beats"],
+        "cpu_s": cpu,
+        "us_per_beat": cpu / beats * 1e6,
+        "core_share": cpu / seen["seconds"],
+        "longest_silence_s": seen["longest_silence_s"],
+    }
+
+
 def firehose_main(args: argparse.Namespace) -> dict[str, Any]:
     end = b"\r\n0\r\n\r\n"
     with socket.create_connection(("127.0.0.1", args.port), timeout=60) as sock:
@@ -197,8 +325,21 @@ def main() -> None:
     firehose = sub.add_parser("firehose")
     firehose.add_argument("port", type=int)
     firehose.add_argument("--events", type=int, default=50000)
+    detect = sub.add_parser("detect")
+    detect.add_argument("port", type=int)
+    detect.add_argument("--samples", type=int, default=3)
+    detect.add_argument("--spread", type=float, default=0.0, help="seconds over which the closes spread")
+    detect.add_argument("--timeout", type=float, default=60.0)
+    heartbeat = sub.add_parser("heartbeat")
+    heartbeat.add_argument("port", type=int)
+    heartbeat.add_argument("pid", type=int)
+    heartbeat.add_argument("--streams", type=int, default=5000)
+    heartbeat.add_argument("--interval", type=float, default=1.0)
+    heartbeat.add_argument("--window", type=float, default=10.0)
+    heartbeat.add_argument("--timeout", type=float, default=120.0)
     args = parser.parse_args()
-    result = streams_main(args) if args.mode == "streams" else firehose_main(args)
+    modes = {"streams": streams_main, "firehose": firehose_main, "detect": detect_main, "heartbeat": heartbeat_main}
+    result = modes[args.mode](args)
     print(json.dumps(result))
 
 
