@@ -37,6 +37,8 @@ class Peer:
     env: dict[str, str] = field(default_factory=dict)
     #: The process whose RSS and CPU count is the arbiter's only child (gunicorn).
     forks_worker: bool = False
+    #: Pinned to the server core; the scale run lets its workers spread over every core.
+    pin: bool = True
 
 
 def script_cmd(*args: str) -> Callable[[int], list[str]]:
@@ -115,7 +117,7 @@ def start(peer: Peer, log_dir: Path) -> Running:
     # The runner starts no threads, so preexec_fn (pinning the child to its core) is safe.
     proc = subprocess.Popen(
         peer.command(port), cwd=BENCH, stdout=log, stderr=subprocess.STDOUT, env=env,
-        preexec_fn=pinned(SERVER_CORE), start_new_session=True,  # noqa: PLW1509
+        preexec_fn=pinned(SERVER_CORE) if peer.pin else None, start_new_session=True,  # noqa: PLW1509
     )  # fmt: skip
     STARTED_PIDS.append(proc.pid)
     return Running(peer, port, proc, log)
@@ -149,6 +151,11 @@ def stop(server: Running) -> None:
                 os.killpg(server.proc.pid, signal.SIGKILL)
             server.proc.wait()
     server.log.close()
+
+
+def worker_pids(server: Running) -> list[int]:
+    with open(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children") as children:
+        return [int(pid) for pid in children.read().split()]
 
 
 def measured_pid(server: Running, timeout: float = 10.0) -> int:

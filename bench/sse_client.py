@@ -158,16 +158,17 @@ class Streams:
                     last = time.monotonic()
         return last - started
 
-    def watch(self, seconds: float) -> dict[str, Any]:
-        """Read every stream for *seconds*: comment lines seen and the longest silence.
+    def watch(self, seconds: float, late_after: float | None = None) -> dict[str, Any]:
+        """Read every stream for *seconds*: comment lines seen and each stream's longest silence.
 
         A stream's silence is the time between two arrivals, counting the window's start
-        and end as arrivals, so a stream that sent nothing shows the whole window.
+        and end as arrivals, so a stream that sent nothing shows the whole window. With
+        *late_after*, streams silent for longer than that are counted as ``late``.
         """
         started = time.monotonic()
         end = started + seconds
         last = dict.fromkeys(self.ticks, started)
-        longest = 0.0
+        longest = dict.fromkeys(self.ticks, 0.0)
         beats = 0
         while (now := time.monotonic()) < end:
             for key, _ in self.selector.select(min(0.5, end - now)):
@@ -177,14 +178,42 @@ class Streams:
                     raise ConnectionError("the server closed a stream")
                 fd = sock.fileno()  # type: ignore[union-attr]
                 arrived = time.monotonic()
-                longest = max(longest, arrived - last[fd])
+                longest[fd] = max(longest[fd], arrived - last[fd])
                 last[fd] = arrived
                 beats += data.count(b"\n:")  # a comment line, after a chunk-size line
                 self.ticks[fd] += data.count(b"event: tick")
         now = time.monotonic()
-        gaps = sorted(now - t for t in last.values())
-        longest = max(longest, gaps[-1] if gaps else 0.0)
-        return {"seconds": now - started, "beats": beats, "longest_silence_s": longest}
+        silences = sorted(max(gap, now - last[fd]) for fd, gap in longest.items())
+        result: dict[str, Any] = {
+            "seconds": now - started,
+            "beats": beats,
+            "longest_silence_s": silences[-1] if silences else 0.0,
+            "silence_p99_s": silences[int(0.99 * (len(silences) - 1))] if silences else 0.0,
+        }
+        if late_after is not None:
+            result["late"] = sum(1 for gap in silences if gap > late_after)
+        return result
+
+    def await_ticks(self, worker: str | None, want: int, timeout: float) -> dict[str, Any]:
+        """Read until every stream (of *worker*, if given) has seen *want* ticks.
+
+        Returns the ``time.monotonic()`` of the last of them and how many never got there.
+        """
+        waiting = {fd for fd, n in self.ticks.items() if n < want and (worker is None or self.worker.get(fd) == worker)}
+        last = time.monotonic()
+        deadline = last + timeout
+        while waiting and time.monotonic() < deadline:
+            for key, _ in self.selector.select(0.5):
+                sock = key.fileobj
+                data = sock.recv(65536)  # type: ignore[union-attr]
+                if not data:
+                    raise ConnectionError("the server closed a stream")
+                fd = sock.fileno()  # type: ignore[union-attr]
+                self.ticks[fd] += data.count(b"event: tick")
+                if fd in waiting and self.ticks[fd] >= want:
+                    waiting.discard(fd)
+                    last = time.monotonic()
+        return {"last": last, "missing": len(waiting)}
 
     def close(self) -> None:
         for sock in self.open:

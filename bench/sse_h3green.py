@@ -6,7 +6,8 @@
   ``time.monotonic()`` when it runs, for the disconnect figure;
 * ``GET /detected?token=T``: ``{"t": monotonic time the stream with that token ended, or null}``;
 * ``GET /publish``: one event to every subscriber, carrying the monotonic clock at the
-  call (system-wide on Linux, so another process can time the fan-out);
+  call (system-wide on Linux, so another process can time the fan-out); with
+  ``?only=PID`` a process with another pid declines (``"published": false``);
 * ``GET /firehose?n=N``: one stream sending N small events as fast as it can.
 
 ``time.monotonic()`` is CLOCK_MONOTONIC, the same clock in every process on the machine:
@@ -66,6 +67,9 @@ def make_app() -> Any:
 
     @app.get("/publish")
     def publish(event: H3Event) -> dict[str, Any]:
+        only = event.get_query("only")
+        if only and only != pid:  # for one gunicorn worker: the others decline
+            return {"pid": os.getpid(), "published": False}
         started = time.monotonic()
         channel.publish(repr(started), event="tick")
         return {"t0": started, "listeners": len(channel), "pid": os.getpid(), "publish_s": time.monotonic() - started}
