@@ -146,9 +146,11 @@ def _sse_tables(sse: dict[str, Any]) -> list[str]:
     lines += ["", "What each column runs: " + "; ".join(f"**{n}**: {peers[n]['note']}" for n in names) + "."]
     lines.append(f"Keep-alive ping of the peers: {sse['ping_s']:g} s (a WSGI generator notices a departed "
                  "client only when a write fails, so the ping bounds its detection).")  # fmt: skip
-    beat = sse.get("heartbeat")
-    if beat:
-        lines += ["", f"h3green heartbeat cost: {beat['streams']:,} idle streams, heartbeat {beat['interval_s']:g} s: "
+    for key, who in (("heartbeat", "h3green"), ("heartbeat_ref", "h3green before (--compare-ref)")):
+        beat = sse.get(key)
+        if not beat:
+            continue
+        lines += ["", f"{who} heartbeat cost: {beat['streams']:,} idle streams, heartbeat {beat['interval_s']:g} s: "
                   f"{beat['beats']:,} heartbeats in {beat['window_s']:.1f} s cost {beat['cpu_s']:.2f} s of server CPU "
                   f"= {beat['us_per_beat']:.1f} µs per heartbeat ({beat['core_share']:.1%} of a core); longest "
                   f"silence on a stream {beat['longest_silence_s']:.2f} s."]  # fmt: skip

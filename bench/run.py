@@ -1,6 +1,6 @@
 """h3green's benchmark: h3green and its peers under the same load, in one run.
 
-    python bench/run.py            # the full run (about 25 minutes on a 2-core machine)
+    python bench/run.py            # the full run (about 20 minutes on a 2-core machine)
     python bench/run.py --quick    # smoke mode: every server and figure, briefly
 
 Strategy: every server under test is its own process pinned to one core and the load
@@ -322,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
                 }
             report["http"][peer.name] = row
     if not args.skip_sse:
-        report["sse"] = measure_sse(args, log_dir, report["notes"])
+        ref_dir = Path(scratch.name) if args.compare_ref else None
+        report["sse"] = measure_sse(args, log_dir, report["notes"], ref_dir)
     report["load_after"] = os.getloadavg()
     report["server_pids"] = STARTED_PIDS
     report["targets"] = http_targets(report["http"], args.compare_ref)

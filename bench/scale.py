@@ -200,7 +200,7 @@ def scenario(
                 "window_s": max(w["seconds"] for w in watched),
                 "late_after_s": late_after,
                 "beats": beats,
-                "expected_beats": round(total * args.watch / args.heartbeat),
+                "expected_beats": round(total * args.watch / args.heartbeat) if args.heartbeat > 0 else 0,
                 "late_streams": sum(w["late"] for w in watched),
                 "longest_silence_s": max(w["longest_silence_s"] for w in watched),
                 "silence_p99_s": max(w["silence_p99_s"] for w in watched),

@@ -1,6 +1,7 @@
 """The SSE half of the benchmark: h3green and the servers its users would pick instead.
 
-Peers (each with the broadcast its users write: one queue per subscriber, a ``/publish``
+h3green runs with a heartbeat as long as the peers' ping (what each does by default:
+15 s), and again with it off. Peers (each with the broadcast its users write: one queue per subscriber, a ``/publish``
 endpoint, ``/`` reporting listeners; see ``bench/sse_gevent.py`` and ``bench/sse_asgi.py``):
 gevent.pywsgi and gunicorn -k gevent + Flask generators, sse-starlette on uvicorn, and
 FastAPI's own SSE on uvicorn. Each runs in one process (gunicorn: one worker, whose RSS is
@@ -48,7 +49,13 @@ def sse_peers(ping: float) -> tuple[list[Peer], list[str]]:
     servers = str(BENCH / "servers.py")
     env = {"H3GREEN_BENCH_PING": str(ping)}
     found = [
-        Peer(H3, script_cmd(servers, "h3green-sse"), "h3green Channel.listen, heartbeat off"),
+        Peer(H3, script_cmd(servers, "h3green-sse"), f"h3green Channel.listen, heartbeat {ping:g} s", env=env),
+        Peer(
+            "h3green/no-heartbeat",
+            script_cmd(servers, "h3green-sse"),
+            "the same with the heartbeat off",
+            env={"H3GREEN_BENCH_PING": "0"},
+        ),
         Peer("pywsgi", script_cmd(str(BENCH / "sse_gevent.py")), "gevent.pywsgi generator, stock (Nagle on)", env=env),
         Peer(
             "gunicorn+flask",
@@ -126,8 +133,8 @@ def measure_peer(peer: Peer, args: argparse.Namespace, log_dir: Path) -> dict[st
     }
 
 
-def measure_heartbeat(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
-    peer = Peer("h3green-heartbeat", script_cmd(str(BENCH / "servers.py"), "h3green-sse"))
+def measure_heartbeat(args: argparse.Namespace, log_dir: Path, path: list[str] | None = None) -> dict[str, Any]:
+    peer = Peer("h3green-heartbeat", script_cmd(str(BENCH / "servers.py"), "h3green-sse"), path=path or [])
     with running([peer], log_dir) as (server,):
         return sse_client(
             "heartbeat", str(server.port), str(server.proc.pid), "--streams", str(args.hb_streams),
@@ -135,15 +142,33 @@ def measure_heartbeat(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]
         )  # fmt: skip
 
 
-def measure_sse(args: argparse.Namespace, log_dir: Path, notes: list[str]) -> dict[str, Any]:
+_FAILURES = (RuntimeError, TimeoutError, OSError, subprocess.TimeoutExpired, KeyError, ValueError)
+
+
+def measure_sse(
+    args: argparse.Namespace, log_dir: Path, notes: list[str], ref_dir: Path | None = None
+) -> dict[str, Any]:
+    """Every SSE figure for every peer; a peer that fails is noted and the run goes on."""
     selected, skipped = sse_peers(args.ping)
     notes.extend(skipped)
+    if ref_dir is not None:  # --compare-ref: h3green as of REF beside the working tree
+        ours = selected[0]
+        selected.insert(1, Peer(f"h3green@{args.compare_ref}", ours.command, f"h3green as of {args.compare_ref}",
+                                path=[str(ref_dir)], env=ours.env))  # fmt: skip
     if args.sse_only:
         wanted = set(args.sse_only.split(","))
         selected = [p for p in selected if p.name in wanted]
     result: dict[str, Any] = {"ping_s": args.ping, "publishes": args.publishes, "peers": {}}
     for peer in selected:
-        result["peers"][peer.name] = measure_peer(peer, args, log_dir)
+        try:
+            result["peers"][peer.name] = measure_peer(peer, args, log_dir)
+        except _FAILURES as exc:
+            notes.append(f"SSE {peer.name} failed: {type(exc).__name__}: {str(exc)[-300:]}")
     if not args.sse_only or H3 in args.sse_only.split(","):
-        result["heartbeat"] = measure_heartbeat(args, log_dir)
+        try:
+            result["heartbeat"] = measure_heartbeat(args, log_dir)
+            if ref_dir is not None:
+                result["heartbeat_ref"] = measure_heartbeat(args, log_dir, [str(ref_dir)])
+        except _FAILURES as exc:
+            notes.append(f"SSE heartbeat failed: {type(exc).__name__}: {str(exc)[-300:]}")
     return result

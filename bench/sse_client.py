@@ -34,6 +34,8 @@ import statistics
 import time
 from typing import Any
 
+from procs import cpu_seconds
+
 _HEAD_END = b"\r\n\r\n"
 _IN_FLIGHT = 256  # connections opened but not yet answered, so the backlog never overflows
 
@@ -66,15 +68,6 @@ def _get(port: int, path: str) -> bytes:
             chunks.append(chunk)
     response = b"".join(chunks)
     return response[response.index(_HEAD_END) + 4 :]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of *pid* and its children (a gunicorn arbiter's worker)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    with open(f"/proc/{pid}/task/{pid}/children") as children:
-        return total + sum(cpu_seconds(int(child)) for child in children.read().split())
 
 
 def _head_value(head: bytes, name: bytes) -> str | None:

@@ -2,7 +2,8 @@
 
 * ``GET /``: ``{"listeners": n, "pid": ...}``, streams subscribed now (the runner waits on it);
 * ``GET /stream?heartbeat=S&token=T``: an idle subscriber of the process's ``Channel``
-  (heartbeat off unless *S* is given); with a token, the callback's ``finally`` records
+  with a heartbeat every *S* seconds of idleness (default: ``H3GREEN_BENCH_PING``, the
+  peers' ping interval, else off); with a token, the callback's ``finally`` records
   ``time.monotonic()`` when it runs, for the disconnect figure;
 * ``GET /detected?token=T``: ``{"t": monotonic time the stream with that token ended, or null}``;
 * ``GET /publish``: one event to every subscriber, carrying the monotonic clock at the
@@ -28,6 +29,7 @@ from typing import Any
 # Enough for 19,000 streams in one process under the 20,000 descriptor limit.
 MAX_CONNECTIONS = 19500
 _MAX_TOKENS = 1000  # detection times kept (oldest dropped first): bounded
+HEARTBEAT = os.environ.get("H3GREEN_BENCH_PING", "0")
 
 
 def make_app() -> Any:
@@ -46,7 +48,7 @@ def make_app() -> Any:
     @app.get("/stream")
     def stream(event: H3Event) -> None:
         token = event.get_query("token")
-        heartbeat = float(event.get_query("heartbeat") or "0")
+        heartbeat = float(event.get_query("heartbeat") or HEARTBEAT)
 
         def listen(writer: SSEWriter) -> None:
             # An idle subscriber: the callback parks in Channel.listen until an event comes.

@@ -87,7 +87,7 @@ def test_quick_run_measures_every_server_and_writes_json(tmp_path: Path) -> None
             assert f"| {name} |" in stdout
 
     sse = report["sse"]
-    sse_expected = {"h3green", "pywsgi", "gunicorn+flask"}
+    sse_expected = {"h3green", "h3green/no-heartbeat", "pywsgi", "gunicorn+flask"}
     sse_optional = {"sse-starlette": ("uvicorn", "sse_starlette"), "fastapi": ("uvicorn", "fastapi")}
     sse_expected |= {name for name, modules in sse_optional.items() if _installed(*modules)}
     assert set(sse["peers"]) == sse_expected
