@@ -5,8 +5,11 @@
 It reads commands from stdin, one JSON object a line, and answers each with one JSON line
 on stdout (``sse_client.Streams`` does the work):
 
-* ``{"cmd": "grow", "count": N}``: open streams up to N; answers ``{"open": n, "workers": {pid: n}}``
-  (the ``x-worker`` header of each stream's head);
+* ``{"cmd": "grow", "count": N, "max_per_worker": M}``: open streams up to N, at most M
+  on any one worker; answers ``{"open": n, "refused": r, "rebalanced": b, "workers": {pid: n}}``
+  (the ``x-worker`` header of each stream's head; *r*: 503s from a worker at its
+  connection limit, *b*: streams that landed on a worker already holding M of this
+  client's, both opened again);
 * ``{"cmd": "watch", "seconds": S, "late_after": L}``: read for S seconds; heartbeats seen,
   longest and 99th-percentile silence, streams silent for longer than L;
 * ``{"cmd": "await", "worker": PID, "want": K, "timeout": T}``: read until every stream of
@@ -29,14 +32,19 @@ from sse_client import Streams
 
 def main(argv: list[str]) -> None:
     port, source, path = int(argv[0]), argv[1], argv[2]
-    streams = Streams(port, path, source=source)
+    streams = Streams(port, path, source=source, retry_refused=True)
     for line in sys.stdin:
         command = json.loads(line)
         cmd = command["cmd"]
         answer: dict[str, Any]
         if cmd == "grow":
-            streams.grow_to(command["count"], timeout=command.get("timeout", 300))
-            answer = {"open": len(streams.open), "workers": dict(collections.Counter(streams.worker.values()))}
+            streams.grow_to(command["count"], command.get("timeout", 300), command.get("max_per_worker"))
+            answer = {
+                "open": len(streams.open),
+                "refused": streams.refused,
+                "rebalanced": streams.rebalanced,
+                "workers": dict(collections.Counter(streams.worker.values())),
+            }
         elif cmd == "watch":
             answer = streams.watch(command["seconds"], command.get("late_after"))
         elif cmd == "await":

@@ -26,6 +26,7 @@ All print one JSON object on stdout.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import selectors
@@ -82,11 +83,19 @@ class Streams:
     """Many idle event-stream connections, driven by one selector.
 
     *source* binds every connection to that local address (``127.0.0.x``), so several
-    clients together can open more streams than one address has ephemeral ports.
+    clients together can open more streams than one address has ephemeral ports. With
+    *retry_refused*, a stream answered 503 (a worker at its connection limit) is opened
+    again instead of failing the run; ``refused`` counts them.
     """
 
-    def __init__(self, port: int, path: str = "/stream", source: str | None = None) -> None:
+    def __init__(
+        self, port: int, path: str = "/stream", source: str | None = None, *, retry_refused: bool = False
+    ) -> None:
         self.port = port
+        self.retry_refused = retry_refused
+        self.refused = 0
+        self.rebalanced = 0
+        self.per_worker: collections.Counter[str] = collections.Counter()
         self.source = (source, 0) if source else None
         self.selector = selectors.DefaultSelector()
         self.open: list[socket.socket] = []
@@ -95,7 +104,13 @@ class Streams:
         self.worker: dict[int, str] = {}
         self._request = f"GET {path} HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n".encode()
 
-    def grow_to(self, count: int, timeout: float) -> None:
+    def grow_to(self, count: int, timeout: float, max_per_worker: int | None = None) -> None:
+        """Open streams until *count* are open.
+
+        With *max_per_worker*, a stream whose head names a worker (``x-worker``) on which
+        this client already holds that many is closed and opened again (``rebalanced``):
+        gunicorn's workers share one listening socket and take connections unevenly.
+        """
         deadline = time.monotonic() + timeout
         pending: dict[int, tuple[socket.socket, bytes]] = {}
         selector = self.selector
@@ -114,17 +129,38 @@ class Streams:
                 if fd not in pending:
                     sock.recv(65536)  # a stream already open got a byte: ignore
                     continue
-                data = pending[fd][1] + sock.recv(65536)
-                if not data:
+                try:
+                    data = pending[fd][1] + sock.recv(65536)
+                except ConnectionResetError:
+                    if not self.retry_refused:
+                        raise
+                    data = b""
+                if not data and not self.retry_refused:
                     raise ConnectionError("the server closed a stream before answering")
-                if _HEAD_END in data:
+                if not data or _HEAD_END in data:
+                    if self.retry_refused and (not data or data.startswith(b"HTTP/1.1 503")):
+                        # That worker is full; like an EventSource, try again (the next
+                        # connection may land on another gunicorn worker).
+                        del pending[fd]
+                        selector.unregister(sock)
+                        sock.close()
+                        self.refused += 1
+                        continue
                     if not data.startswith(b"HTTP/1.1 200"):
                         raise ConnectionError(f"stream refused: {data[:60]!r}")
                     del pending[fd]
+                    worker = _head_value(data[: data.index(_HEAD_END)], b"x-worker")
+                    if worker and max_per_worker and self.per_worker[worker] >= max_per_worker:
+                        # This client already holds its share on that worker: reconnect.
+                        selector.unregister(sock)
+                        sock.close()
+                        self.rebalanced += 1
+                        continue
                     self.open.append(sock)
                     self.ticks[fd] = 0
-                    if worker := _head_value(data[: data.index(_HEAD_END)], b"x-worker"):
+                    if worker:
                         self.worker[fd] = worker
+                        self.per_worker[worker] += 1
                 else:
                     pending[fd] = (sock, data)
 
