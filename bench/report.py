@@ -167,8 +167,10 @@ def markdown(report: dict[str, Any]) -> str:
         f"- machine: {m['system']}, {m['cpu']}, {m['cores']} cores; server pinned to core "
         f"{report['server_core']}, load generator to core {report['load_core']}",
         f"- Python {m['python']}; h3green {v['h3green']}; {versions}",
-        f"- load: {report['loadgen']}, {report['connections']} keep-alive connections, "
-        f"{report['duration']} s per measurement, median of {report['runs']} interleaved runs",
+        f"- HTTP load: {report['loadgen']}, {report['connections']} keep-alive connections, "
+        f"{report['duration']} s per measurement, median of {report['runs']} interleaved runs"
+        if report["http"]
+        else "- HTTP: not measured (--skip-http)",
         f"- load average before {m['load_before'][0]:.2f}, after {report['load_after'][0]:.2f} "
         "(other work on the machine moves absolute numbers; compare ratios)",
     ]
