@@ -5,7 +5,7 @@ opens idle streams to ``/stream`` level by level and, at each level, reads the s
 from ``/proc`` (same machine) and times ``/publish`` fan-outs: the published event carries
 the server's ``time.monotonic()`` at the publish call, which is system-wide on Linux, so
 publish-to-last-reader is measured across the two processes. With ``--no-publish`` only
-memory is measured (the gevent.pywsgi peer has no channel).
+memory is measured. Every server asked must answer ``GET /`` with ``{"listeners": n}``.
 
 ``python bench/sse_client.py firehose PORT --events 50000`` reads one stream as fast as it
 can and reports events per second.
@@ -260,12 +260,7 @@ def streams_main(args: argparse.Namespace) -> dict[str, Any]:
     levels = []
     for level in (int(n) for n in args.levels.split(",")):
         streams.grow_to(level, timeout=args.timeout)
-        if not args.no_publish:
-            deadline = time.monotonic() + args.timeout
-            while json.loads(_get(args.port, "/"))["listeners"] < level:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"not all {level} streams subscribed")
-                time.sleep(0.05)
+        _wait_listeners(args.port, level, args.timeout)  # every subscriber set up before RSS is read
         rss = settled_rss_kib(args.pid, time.monotonic() + 5)
         entry: dict[str, Any] = {
             "streams": level,
