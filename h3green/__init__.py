@@ -46,7 +46,7 @@ from .sse import EventStream as EventStream
 from .sse import SSEEvent as SSEEvent
 from .sse import SSEWriter as SSEWriter
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "H3",
