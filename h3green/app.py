@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from ._json import JSONDefault, json_dumps, make_json_dumps
 from .errors import HTTPError
 from .event import H3Event
-from .response import Response, error_response, merge_staged, to_response
+from .response import Response, SSEResponse, error_response, merge_staged, to_response
 from .router import InvalidPath, Router, normalize_path
 
 if TYPE_CHECKING:
@@ -87,6 +87,10 @@ class H3:
         self.on_error: list[ErrorHook] = _as_list(on_error)
         self._middleware: list[Middleware] = []
         self._chain: Chain | None = None
+        # Debug lines for each request, decided once by freeze(): the hot path tests one
+        # attribute rather than asking logging. A mounted app leaves them to its parent.
+        self._log_requests = False
+        self._mounted = False
 
     def __repr__(self) -> str:
         return f"<H3 routes={len(self.router.routes())} middleware={len(self._middleware)}>"
@@ -210,6 +214,7 @@ class H3:
         handler: Handler
         if isinstance(app, H3):
             handler = _MountedH3(app, prefix)
+            app._mounted = True
         elif callable(app):
             from .wsgi_mount import WSGIMount
 
@@ -222,7 +227,12 @@ class H3:
     # -- handling ------------------------------------------------------------------------
 
     def freeze(self) -> None:
-        """Compose the middleware chain now (done on the first request otherwise)."""
+        """Compose the middleware chain now (done on the first request otherwise).
+
+        Whether each request is logged at DEBUG on logger ``h3green`` is decided here too,
+        from the level logging has then (servers freeze their app when they start).
+        """
+        self._log_requests = not self._mounted and logger.isEnabledFor(logging.DEBUG)
         chain: Chain = self._dispatch
         for middleware in reversed(self._middleware):
             chain = _layer(middleware, self._guard(chain), self._json_dumps)
@@ -280,6 +290,13 @@ class H3:
 
     def handle(self, event: H3Event) -> Response:
         """Run hooks, middleware and the matching handler; always returns a response."""
+        chain = self._chain
+        if chain is None:
+            self.freeze()
+            chain = self._chain
+            assert chain is not None
+        if self._log_requests:
+            logger.debug("request %s %s from %s", event.method, event.target, event.remote_addr or "-")
         try:
             if event.path != "*" or event.method != "OPTIONS":
                 try:
@@ -288,11 +305,6 @@ class H3:
                     raise HTTPError(400, str(exc)) from None
             for hook in self.on_request:
                 hook(event)
-            chain = self._chain
-            if chain is None:
-                self.freeze()
-                chain = self._chain
-                assert chain is not None
             response = chain(event)
         except HTTPError as exc:
             response = error_response(exc)
@@ -307,6 +319,14 @@ class H3:
             else:
                 if isinstance(replacement, Response):
                     response = replacement
+        if self._log_requests:
+            logger.debug(
+                "request %s %s answered %d%s",
+                event.method,
+                event.target,
+                response.status,
+                " (event stream follows)" if isinstance(response, SSEResponse) else "",
+            )
         return merge_staged(response, event)
 
     def _notify_error(self, exc: BaseException, event: H3Event) -> None:
