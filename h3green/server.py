@@ -27,6 +27,7 @@ import errno
 import logging
 import signal
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterable
 from email.utils import formatdate
@@ -35,12 +36,12 @@ from typing import TYPE_CHECKING, Any, Final
 import gevent
 import gevent.event
 import gevent.lock
-import gevent.monkey
 from gevent.server import StreamServer
 
 from . import _http11
 from ._http11 import NEED_DATA, Body, ClientClosed, Driver, EndOfBody, ProtocolError, RequestHead
 from ._json import json_dumps
+from ._patching import patching_problems
 from .app import H3
 from .datastructures import Headers
 from .errors import BackpressureDetected, ConnectionLost, HTTPError, SSEError
@@ -912,11 +913,8 @@ class Server:
 
     def start(self) -> None:
         """Start accepting in the background (returns at once)."""
-        if not gevent.monkey.is_module_patched("socket") or not gevent.monkey.is_module_patched("time"):
-            logger.warning(
-                "gevent monkey patching is not active: blocking calls will stall every client "
-                "(run gevent.monkey.patch_all() first, or use python -m h3green)"
-            )
+        if problem := patching_problems():
+            logger.warning(problem)
         self.app.freeze()
         self._server.start()
         address = self._server.address
@@ -1011,15 +1009,20 @@ class Server:
 def serve(app: H3, host: str = "127.0.0.1", port: int = 3000, **options: Any) -> None:
     """Serve *app* until SIGINT or SIGTERM, then shut down gracefully."""
     server = Server(app, host, port, **options)
-    server.start()
 
     def on_signal() -> None:
         gevent.spawn(server.stop)
 
+    # Signals are handled before the "listening" line: a signal sent on reading it stops
+    # the server gracefully rather than killing the process.
     handlers: list[Callable[[], Any]] = []
     for signum in (signal.SIGINT, signal.SIGTERM):
         handlers.append(gevent.signal_handler(signum, on_signal))
     try:
+        server.start()
+        if not logger.hasHandlers():  # logging not configured: still say where to connect
+            host, port = server.address
+            print(f"h3green listening on http://{host}:{port}", file=sys.stderr)
         server.serve_forever()
     finally:
         for handler in handlers:
