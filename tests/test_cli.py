@@ -409,3 +409,15 @@ def test_requests_are_not_logged_when_debug_is_off(caplog: pytest.LogCaptureFixt
         "request GET /in/x from 127.0.0.1",
         "request GET /in/x answered 200",
     ]
+
+
+def test_reload_with_a_module_app_watches_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import watchfiles
+
+    calls: list[tuple[str, ...]] = []
+    monkeypatch.setattr(watchfiles, "run_process", lambda *paths, **kw: calls.append(paths))
+    monkeypatch.chdir(tmp_path)
+    assert main(["--reload", "pkg.mod:app"]) == 0
+    assert calls == [(str(tmp_path),)]
