@@ -5,7 +5,11 @@ A block is executed as a module of its own, with ``h3green.serve`` replaced by a
 by a no-op (the test process must stay as it is). A block preceded by the HTML comment
 ``<!-- readme-test: NAME -->`` is then checked by ``check_NAME`` below, which drives the
 app it built through ``TestClient``: the documentation's promises are asserted, not just
-its syntax.
+its syntax. ``<!-- readme-test: skip -->`` exempts a block that needs what a test run does
+not have (a Redis server, say); the exemption is visible in the document itself.
+
+The documents are README.md and the pages it links for the API (docs/guide.md); a docs
+page with examples of its own runs them in its feature's test module.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from h3green import H3
 from h3green.testing import TestClient
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCUMENTS = [ROOT / "README.md", ROOT / "docs" / "guide.md"]
+SKIP = "skip"
 BLOCK = re.compile(r"(?:<!-- readme-test: (?P<name>[\w-]+) -->\n)?```python\n(?P<code>.*?)^```", re.S | re.M)
 
 
@@ -42,17 +47,16 @@ class Block:
         return f"{self.path.relative_to(ROOT)}:{self.line}"
 
 
-def find_blocks() -> list[Block]:
+def parse_blocks(path: Path, text: str) -> list[Block]:
     blocks = []
-    for path in DOCUMENTS:
-        text = path.read_text()
-        for found in BLOCK.finditer(text):
-            line = text.count("\n", 0, found.start("code")) + 1
+    for found in BLOCK.finditer(text):
+        line = text.count("\n", 0, found.start("code")) + 1
+        if found.group("name") != SKIP:
             blocks.append(Block(path, line, found.group("name"), found.group("code")))
     return blocks
 
 
-BLOCKS = find_blocks()
+BLOCKS = [block for path in DOCUMENTS for block in parse_blocks(path, path.read_text())]
 Served = list[tuple[H3, dict[str, Any]]]
 
 
@@ -86,6 +90,16 @@ def test_documents_have_blocks_and_every_named_block_a_check() -> None:
     names = [b.name for b in BLOCKS if b.name is not None]
     assert len(names) == len(set(names)), "a block name is used twice"
     assert set(names) == set(CHECKS), "every named block needs a check, every check a block"
+
+
+def test_parsing_names_lines_and_skips() -> None:
+    text = (
+        "# Doc\n\n```python\nx = 1\n```\n\n<!-- readme-test: skip -->\n```python\nimport redis\n```\n"
+        "<!-- readme-test: demo -->\n```python\ny = 2\n```\n```sh\nls\n```\n"
+    )
+    blocks = parse_blocks(ROOT / "doc.md", text)
+    assert [(b.line, b.name, b.code) for b in blocks] == [(4, None, "x = 1\n"), (13, "demo", "y = 2\n")]
+    assert blocks[0].where == "doc.md:4"
 
 
 # -- checks ----------------------------------------------------------------------------
