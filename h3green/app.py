@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 from ._json import JSONDefault, json_dumps, make_json_dumps
 from .errors import HTTPError
@@ -28,7 +28,7 @@ from .router import InvalidPath, Router, normalize_path
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-__all__ = ["H3", "Handler", "Middleware"]
+__all__ = ["H3", "Handler", "Middleware", "Mountable"]
 
 logger = logging.getLogger("h3green")
 
@@ -202,8 +202,10 @@ class H3:
         self._chain = None
         return middleware
 
-    def mount(self, prefix: str, app: H3 | WSGIApplication) -> None:
-        """Serve *app* (another ``H3``, or any WSGI application) under *prefix*."""
+    def mount(self, prefix: str, app: H3 | Mountable | WSGIApplication) -> None:
+        """Serve *app* under *prefix*: another ``H3``, any object with a ``handle(event)``
+        method returning a ``Response`` (``h3green.utils.StaticFiles``), or any WSGI
+        application. ``H3`` apps and ``handle`` objects see the path without the prefix."""
         prefix = "/" + prefix.strip("/")
         if prefix == "/":
             raise ValueError("mount prefix must not be the root; register routes instead")
@@ -212,9 +214,10 @@ class H3:
             # a static prefix makes well-defined.
             raise ValueError(f"mount prefix must be static, got {prefix!r}")
         handler: Handler
-        if isinstance(app, H3):
-            handler = _MountedH3(app, prefix)
-            app._mounted = True
+        if isinstance(app, H3) or callable(getattr(app, "handle", None)):
+            handler = _MountedH3(app, prefix)  # type: ignore[arg-type]
+            if isinstance(app, H3):
+                app._mounted = True
         elif callable(app):
             from .wsgi_mount import WSGIMount
 
@@ -321,6 +324,8 @@ class H3:
             else:
                 if isinstance(replacement, Response):
                     response = replacement
+        if event._form is not None:
+            event._form.close()  # uploads (and their temporary files) end with the handling
         if self._log_requests:
             logger.debug(
                 "request %s %s answered %d%s",
@@ -378,12 +383,19 @@ def _layer(middleware: Middleware, downstream: Chain, dumps: Callable[[Any], byt
     return run
 
 
+class Mountable(Protocol):
+    """What ``H3.mount`` accepts besides apps: an object that answers an event."""
+
+    def handle(self, event: H3Event) -> Response: ...
+
+
 class _MountedH3:
-    """Hands requests under a prefix to another ``H3`` app, with the prefix stripped."""
+    """Hands requests under a prefix to another ``H3`` app (or any ``Mountable``), with
+    the prefix stripped."""
 
     __slots__ = ("app", "prefix")
 
-    def __init__(self, app: H3, prefix: str) -> None:
+    def __init__(self, app: Mountable, prefix: str) -> None:
         self.app = app
         self.prefix = prefix
 

@@ -48,6 +48,7 @@ from .errors import BackpressureDetected, ConnectionLost, HTTPError, SSEError
 from .event import DEFAULT_MAX_BODY_SIZE, H3Event
 from .response import Response, SSEResponse, close_body, error_response
 from .sse import SSEWriter, encode_event, spawn_stream
+from .utils.forwarded import apply_forwarded, trusted_proxies
 
 if TYPE_CHECKING:
     from . import _httptools
@@ -124,8 +125,13 @@ class Config:
     #: in C: about 2.5x the hello requests/s of h11), or "h11" (pure Python, the reference).
     #: Same answers, except where llhttp is stricter (see ``_httptools``).
     http_parser: str = "auto"
+    #: Proxies whose ``Forwarded``/``X-Forwarded-*`` headers set the client's address,
+    #: scheme and host: comma-separated addresses and networks, or ``*`` ("": none).
+    #: gunicorn's ``forwarded_allow_ips``; see ``h3green.utils.forwarded``.
+    forwarded_allow_ips: str = ""
 
     def __post_init__(self) -> None:
+        trusted_proxies(self.forwarded_allow_ips)  # a bad entry is a ValueError now
         if self.http_parser not in _PARSERS:
             raise ValueError(f"http_parser must be one of {', '.join(_PARSERS)}, got {self.http_parser!r}")
         if self.http_parser == "httptools" and _fast_driver() is None:
@@ -393,6 +399,8 @@ class Connection:
                 body=_ConnectionBody(self, head.expects_continue),
                 max_body_size=config.max_body_size,
             )
+            if config.forwarded_allow_ips:
+                apply_forwarded(event, config.forwarded_allow_ips)
             # PERF: an SSE response keeps this frame alive for the stream's life; the raw
             # head (a list of byte pairs, ~1 KiB) is not needed once the event has it.
             del head
@@ -590,6 +598,9 @@ class Connection:
                 self._log_access(event, status, len(body))
                 return True
             assert not isinstance(body, bytes)
+            length = getattr(body, "content_length", None)
+            if length is not None:  # a body that knows its length (a file) is not chunked
+                headers.append((b"content-length", b"%d" % length))
             return self._send_streamed(event, status, headers, body, timeout)
         except OSError:
             driver.send_failed()

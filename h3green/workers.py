@@ -31,6 +31,8 @@ gunicorn                        h3green
                                 others print "-"); without ``accesslog``, none are made
 ``max_requests``                counted in an ``on_response`` hook; the worker restarts
 ``timeout``                     ``notify()`` every ``min(1, timeout / 4)`` seconds
+``forwarded_allow_ips``         ``forwarded_allow_ips`` (gunicorn's default trusts
+                                127.0.0.1 and ::1, and so does the worker)
 ==============================  ==========================================================
 
 Every other ``Config`` field comes from an environment variable ``H3GREEN_<FIELD>``
@@ -94,6 +96,7 @@ def config_from_gunicorn(cfg: Any, environ: dict[str, str] | None = None) -> dic
         "max_header_count": cfg.limit_request_fields,
         "max_header_bytes": max(defaults.max_header_bytes, cfg.limit_request_field_size),
         "access_log": bool(cfg.accesslog),
+        "forwarded_allow_ips": ",".join(cfg.forwarded_allow_ips),
     }
     for field in dataclasses.fields(Config):
         text = environ.get(_ENV_PREFIX + field.name.upper())

@@ -295,7 +295,11 @@ def _serve(
 
 
 def _wsgi_headers(response: Response) -> list[tuple[str, str]]:
-    return [(name, value) for name, value in response.headers._items if name not in _HOP_BY_HOP]
+    headers = [(name, value) for name, value in response.headers._items if name not in _HOP_BY_HOP]
+    length = getattr(response.body, "content_length", None)
+    if length is not None:  # a streamed body that knows its length (a file)
+        headers.append(("content-length", str(length)))
+    return headers
 
 
 def _send_bytes(response: Response, method: str, start_response: StartResponse) -> list[bytes]:
