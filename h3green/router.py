@@ -100,10 +100,11 @@ class RouteMatch(Generic[T]):
     does.
 
     ``head_fallback`` is True when a HEAD request got the GET handler, so the
-    caller must send the headers and drop the body.
+    caller must send the headers and drop the body. ``pattern`` is the route
+    pattern as registered (``"/users/:id"``), None when nothing matched.
     """
 
-    __slots__ = ("allowed", "handler", "head_fallback", "params")
+    __slots__ = ("allowed", "handler", "head_fallback", "params", "pattern")
 
     def __init__(
         self,
@@ -111,11 +112,13 @@ class RouteMatch(Generic[T]):
         params: dict[str, str],
         allowed: tuple[str, ...] = (),
         head_fallback: bool = False,
+        pattern: str | None = None,
     ) -> None:
         self.handler = handler
         self.params = params
         self.allowed = allowed
         self.head_fallback = head_fallback
+        self.pattern = pattern
 
     def __repr__(self) -> str:
         return (
@@ -222,7 +225,8 @@ def _resolve(table: _Table[T], method: str, values: list[str]) -> RouteMatch[T] 
         if route is None:
             return None
         head_fallback = True
-    return RouteMatch(route.handler, dict(zip(route.names, values, strict=True)), (), head_fallback)
+    params = dict(zip(route.names, values, strict=True))
+    return RouteMatch(route.handler, params, (), head_fallback, route.pattern)
 
 
 class Router(Generic[T]):
@@ -289,11 +293,11 @@ class Router(Generic[T]):
             # accepts the method is final and skips splitting the path.
             route = table.get(method) or table.get("*")
             if route is not None:
-                return RouteMatch(route.handler, {})
+                return RouteMatch(route.handler, {}, (), False, route.pattern)
             if method == "HEAD":
                 route = table.get("GET")
                 if route is not None:
-                    return RouteMatch(route.handler, {}, (), True)
+                    return RouteMatch(route.handler, {}, (), True, route.pattern)
         segments = key[1:].split("/") if len(key) > 1 else []
         found = self._search(self._root, segments, 0, method, [])
         if found is not None:

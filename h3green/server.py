@@ -11,16 +11,17 @@ from __future__ import annotations
 import logging
 import signal
 import socket
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 import gevent
 import gevent.event
-import gevent.monkey
 
 from ._connection import Connection
 from ._listener import ConnectionGreenlet, Listener, Registry, refuse
+from ._patching import patching_problems
 from .app import H3
 from .config import Config
 
@@ -75,11 +76,8 @@ class Server:
 
     def start(self) -> None:
         """Start accepting in the background (returns at once)."""
-        if not gevent.monkey.is_module_patched("socket") or not gevent.monkey.is_module_patched("time"):
-            logger.warning(
-                "gevent monkey patching is not active: blocking calls will stall every client "
-                "(run gevent.monkey.patch_all() first, or use python -m h3green)"
-            )
+        if problem := patching_problems():
+            logger.warning(problem)
         self.app.freeze()
         self._server.start()
         address = self._server.address
@@ -147,15 +145,20 @@ class Server:
 def serve(app: H3, host: str = "127.0.0.1", port: int = 3000, **options: Any) -> None:
     """Serve *app* until SIGINT or SIGTERM, then shut down gracefully."""
     server = Server(app, host, port, **options)
-    server.start()
 
     def on_signal() -> None:
         gevent.spawn(server.stop)
 
+    # Signals are handled before the "listening" line: a signal sent on reading it stops
+    # the server gracefully rather than killing the process.
     handlers: list[Callable[[], Any]] = []
     for signum in (signal.SIGINT, signal.SIGTERM):
         handlers.append(gevent.signal_handler(signum, on_signal))
     try:
+        server.start()
+        if not logger.hasHandlers():  # logging not configured: still say where to connect
+            host, port = server.address
+            print(f"h3green listening on http://{host}:{port}", file=sys.stderr)
         server.serve_forever()
     finally:
         for handler in handlers:

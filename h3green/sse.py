@@ -340,6 +340,10 @@ class EventStream:
 
 
 def _run_callback(callback: Callable[[SSEWriter], object], writer: SSEWriter) -> None:
+    # One check per stream, not per event: streams are long-lived.
+    debug = logger.isEnabledFor(logging.DEBUG)
+    if debug:
+        logger.debug("stream %s %s opened", writer.event.method, writer.event.target)
     try:
         callback(writer)
     except SSEError as exc:
@@ -352,6 +356,13 @@ def _run_callback(callback: Callable[[SSEWriter], object], writer: SSEWriter) ->
         logger.exception("SSE stream callback %r failed", callback)
     finally:
         writer.close()
+        if debug:
+            logger.debug(
+                "stream %s %s closed after %d event(s)",
+                writer.event.method,
+                writer.event.target,
+                writer.event_count,
+            )
 
 
 def spawn_stream(callback: Callable[[SSEWriter], object], writer: SSEWriter) -> gevent.Greenlet:
