@@ -88,10 +88,70 @@ def make_flask_app() -> Any:
     return app
 
 
+# -- raw ASGI, Starlette and FastAPI (uvicorn) ----------------------------------------
+
+
+async def asgi_app(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+    """The endpoints as a bare ASGI callable (uvicorn runs it with ``--lifespan off``)."""
+    path = scope["path"]
+    status = 200
+    if path == "/":
+        body, ctype = HELLO, b"text/plain"
+    elif path.startswith("/users/") and path.count("/") == 2:
+        fields = parse_qs(scope["query_string"].decode("latin-1")).get("fields", [None])[-1]
+        body = json.dumps(user_record(path[7:], fields), separators=(",", ":")).encode()
+        ctype = b"application/json"
+    else:
+        status, body, ctype = 404, b"", b"text/plain"
+    headers = [(b"content-type", ctype), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def make_starlette_app() -> Any:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, PlainTextResponse, Response
+    from starlette.routing import Route
+
+    async def hello(request: Request) -> Response:
+        return PlainTextResponse(HELLO_TEXT)
+
+    async def user(request: Request) -> Response:
+        return JSONResponse(user_record(request.path_params["id"], request.query_params.get("fields")))
+
+    return Starlette(routes=[Route("/", hello), Route("/users/{id}", user)])
+
+
+def make_fastapi_app() -> Any:
+    from fastapi import FastAPI
+    from fastapi.responses import PlainTextResponse
+
+    app = FastAPI()
+
+    # No return annotations, as most FastAPI code is written: an annotation would make
+    # FastAPI validate every response against it.
+    @app.get("/", response_class=PlainTextResponse)
+    async def hello():
+        return HELLO_TEXT
+
+    @app.get("/users/{user_id}")
+    async def user(user_id: str, fields: str | None = None):
+        return user_record(user_id, fields)
+
+    return app
+
+
+_FACTORIES: dict[str, Callable[[], Any]] = {
+    "h3_app": make_h3_app,
+    "flask_app": make_flask_app,
+    "starlette_app": make_starlette_app,
+    "fastapi_app": make_fastapi_app,
+}
+
+
 def __getattr__(name: str) -> Any:
-    # gunicorn imports "apps:h3_app" / "apps:flask_app"; build only the one asked for.
-    if name == "h3_app":
-        return make_h3_app()
-    if name == "flask_app":
-        return make_flask_app()
+    # gunicorn and uvicorn import "apps:<name>_app"; build only the one asked for.
+    if name in _FACTORIES:
+        return _FACTORIES[name]()
     raise AttributeError(name)

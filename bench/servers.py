@@ -6,11 +6,12 @@ Kinds:
 * ``h3green-h11``: the same on the pure-Python h11 parser instead of httptools;
 * ``h3green-log``: the same with the access log on, at INFO, written to a file;
 * ``pywsgi``: ``gevent.pywsgi`` with a raw WSGI app, no access log, ``TCP_NODELAY``;
-* ``h3green-sse``: SSE endpoints for the memory, fan-out and throughput figures;
-* ``pywsgi-sse``: ``gevent.pywsgi`` holding idle streams, for the memory comparison.
+* ``h3green-sse``: the SSE app of ``bench/sse_h3green.py``, for the SSE figures.
 
-The gunicorn peers and the bare h11 loop are started by the runner with their own
-command lines (``bench/bare_h11.py``, ``gunicorn --chdir bench apps:...``).
+The other peers are started by the runner with their own command lines (the bare loops
+``bench/floor.py``, ``bench/bare_httptools.py``, ``bench/bare_h11.py``; ``gunicorn --chdir
+bench apps:...``; ``uvicorn --app-dir bench apps:...``; the SSE peers in
+``bench/sse_gevent.py`` and ``bench/sse_asgi.py``).
 """
 
 from __future__ import annotations
@@ -23,17 +24,11 @@ import logging  # noqa: E402
 import os  # noqa: E402
 import socket  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from typing import Any  # noqa: E402
 
 import apps  # noqa: E402
-import gevent  # noqa: E402
-import gevent.event  # noqa: E402
 from gevent import pywsgi  # noqa: E402
-
-# Enough for 10k streams plus headroom; the runner raises RLIMIT_NOFILE to match.
-SSE_MAX_CONNECTIONS = 20000
 
 
 def serve_h3green(port: int, access_log: bool, http_parser: str = "auto") -> None:
@@ -65,58 +60,11 @@ def serve_pywsgi(port: int, app: Callable[..., Any] = apps.wsgi_app) -> None:
 
 
 def serve_h3green_sse(port: int) -> None:
-    from h3green import H3, H3Event, Server, SSEWriter
-    from h3green.sse import Channel
+    from sse_h3green import MAX_CONNECTIONS, make_app
 
-    app = H3()
-    channel = Channel(history=0)
+    from h3green import Server
 
-    @app.get("/")
-    def ready(event: H3Event) -> dict[str, Any]:
-        return {"listeners": len(channel)}
-
-    @app.get("/stream")
-    def stream(event: H3Event) -> None:
-        # An idle subscriber: the callback parks in Channel.listen until an event comes.
-        event.start_sse(heartbeat=0)
-        event.set_stream_callback(channel.listen)
-
-    @app.get("/publish")
-    def publish(event: H3Event) -> dict[str, Any]:
-        # The event carries the monotonic clock at the publish call (system-wide on
-        # Linux), so the client process can time the fan-out to its last reader.
-        started = time.monotonic()
-        channel.publish(repr(started), event="tick")
-        return {"t0": started, "listeners": len(channel), "publish_s": time.monotonic() - started}
-
-    @app.get("/firehose")
-    def firehose(event: H3Event) -> None:
-        count = int(event.get_query("n") or "10000")
-
-        def send_all(writer: SSEWriter) -> None:
-            with writer:
-                for i in range(count):
-                    writer.send_event("0123456789abcdef", event="tick", id=str(i))
-
-        event.start_sse(heartbeat=0)
-        event.set_stream_callback(send_all)
-
-    Server(app, "127.0.0.1", port, access_log=False, max_connections=SSE_MAX_CONNECTIONS).serve_forever()
-
-
-def serve_pywsgi_sse(port: int) -> None:
-    never = gevent.event.Event()
-
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
-        if environ["PATH_INFO"] != "/stream":
-            start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
-            yield b"ok"
-            return
-        start_response("200 OK", [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")])
-        yield b": open\n\n"
-        never.wait()  # idle: the greenlet parks here until the client leaves
-
-    serve_pywsgi(port, app)
+    Server(make_app(), "127.0.0.1", port, access_log=False, max_connections=MAX_CONNECTIONS).serve_forever()
 
 
 def main(argv: list[str]) -> None:
@@ -131,8 +79,6 @@ def main(argv: list[str]) -> None:
         serve_pywsgi(port)
     elif kind == "h3green-sse":
         serve_h3green_sse(port)
-    elif kind == "pywsgi-sse":
-        serve_pywsgi_sse(port)
     else:
         raise SystemExit(f"unknown server kind {kind!r}")
 

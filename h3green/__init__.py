@@ -13,18 +13,17 @@
     serve(app, port=3000)
 """
 
-import sys as _sys
+from ._patching import run_as_command as _run_as_command
 
-# ``python -m h3green`` imports this package before its __main__ runs: patch gevent now,
-# before anything below imports socket, ssl or threading (sys.argv[0] is "-m" only while
-# the interpreter is still locating the main module).
-if _sys.argv[:1] == ["-m"] and _sys.orig_argv[_sys.orig_argv.index("-m") + 1 :][:1] == ["h3green"]:
+# Patch gevent now, before anything below imports socket, ssl or threading.
+if _run_as_command():
     from gevent import monkey as _monkey
 
     _monkey.patch_all()
 
 from .app import H3 as H3
 from .channel import Channel as Channel
+from .config import Config as Config
 from .datastructures import Headers as Headers
 from .datastructures import QueryParams as QueryParams
 from .errors import BackpressureDetected as BackpressureDetected
@@ -47,13 +46,14 @@ from .sse import EventStream as EventStream
 from .sse import SSEEvent as SSEEvent
 from .sse import SSEWriter as SSEWriter
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "H3",
     "BackpressureDetected",
     "Channel",
     "ChannelUnavailable",
+    "Config",
     "ConnectionLost",
     "EventStream",
     "H3Error",

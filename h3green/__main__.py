@@ -1,9 +1,14 @@
-"""Command line: ``python -m h3green module:app [--host H] [--port P] [options]``.
+"""Command line: ``python -m h3green module:app [--host H] [--port P] [options]``, or the
+``h3green`` console script, which is the same.
 
 gevent's monkey patching has already happened when this module runs: ``h3green/__init__``
-patches first when it is being imported on the way to ``python -m h3green``, before
-anything else imports ``socket`` or ``threading``. Every field of ``h3green.server.Config``
-is also a flag (``--max-body-size 2097152``, ``--sse-heartbeat 30``...).
+patches first when it is being imported on the way to ``python -m h3green`` or the
+``h3green`` script, before anything else imports ``socket`` or ``threading``. Every field
+of ``h3green.Config`` is also a flag (``--max-body-size 2097152``, ``--sse-heartbeat 30``...).
+
+``--reload`` does not serve: it runs the same command without ``--reload`` as a child
+process and restarts it when a ``.py`` file changes (``watchfiles``, the extra
+``h3green[reload]``), so every restart imports the app afresh.
 """
 
 from __future__ import annotations
@@ -14,21 +19,46 @@ import importlib
 import importlib.util
 import logging
 import os
+import shlex
 import sys
-from collections.abc import Sequence
+import traceback
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from . import __version__
 from .app import H3
-from .server import Config, serve
+from .config import Config, field_kind, parse_field
+from .server import serve
 
 __all__ = ["load_app", "main"]
 
-_FLAG_TYPES: dict[str, Any] = {"int": int, "float": float, "str": str, "str | None": str}
 _SKIPPED_FIELDS = {"access_log", "sse_shutdown_event"}
 
 
 class AppLoadError(Exception):
-    """The ``module:app`` argument does not name an H3 app."""
+    """The ``module:app`` argument does not name an H3 app.
+
+    ``details`` is the traceback of an exception the app's own code raised while being
+    imported (file and line of the user's code, importlib's frames left out), or "".
+    """
+
+    def __init__(self, message: str, details: str = "") -> None:
+        super().__init__(message)
+        self.details = details
+
+
+def _user_traceback(exc: BaseException) -> str:
+    """*exc*'s traceback without the frames of this module and of importlib."""
+    error = traceback.TracebackException.from_exception(exc)
+    frames = [
+        frame
+        for frame in error.stack
+        if frame.filename != __file__ and not frame.filename.startswith("<frozen importlib")
+    ]
+    lines = ["Traceback (most recent call last):\n"]
+    lines += traceback.StackSummary.from_list(frames).format()
+    lines += error.format_exception_only()
+    return "".join(lines)
 
 
 def load_app(spec: str) -> H3:
@@ -56,9 +86,17 @@ def load_app(spec: str) -> H3:
     except AppLoadError:
         raise
     except ModuleNotFoundError as exc:
-        raise AppLoadError(f"cannot import {module_name!r}: {exc}") from None
+        missing = exc.name or ""
+        if missing and (module_name == missing or module_name.startswith(missing + ".")):
+            raise AppLoadError(f"cannot import {module_name!r}: {exc}") from None
+        # Something the app imports is missing: show where.
+        raise AppLoadError(
+            f"importing {module_name!r} failed: {type(exc).__name__}: {exc}", _user_traceback(exc)
+        ) from None
     except Exception as exc:
-        raise AppLoadError(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
+        raise AppLoadError(
+            f"importing {module_name!r} failed: {type(exc).__name__}: {exc}", _user_traceback(exc)
+        ) from None
     try:
         app = getattr(module, attr)
     except AttributeError:
@@ -68,14 +106,48 @@ def load_app(spec: str) -> H3:
     return app
 
 
+def _flag_parser(name: str) -> Callable[[str], Any]:
+    """``Config``'s own parser for the flag of field *name* (as for ``H3GREEN_*``)."""
+
+    def parse(text: str) -> Any:
+        try:
+            return parse_field(name, text, "--" + name.replace("_", "-"))
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a TCP port (0-65535, 0 for any free port)")
+    return port
+
+
+def _prog() -> str:
+    script = os.path.splitext(os.path.basename(sys.argv[0]))[0] if sys.argv else ""
+    return "h3green" if script == "h3green" else "python -m h3green"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m h3green",
+        prog=_prog(),
         description="Serve an h3green app (gevent monkey patching is applied first).",
     )
     parser.add_argument("app", help="the app to serve: module:app or path/to/file.py:app")
+    parser.add_argument("--version", action="version", version=f"h3green {__version__}")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=3000, help="port to bind (default 3000, 0 for any)")
+    parser.add_argument("--port", type=_port, default=3000, help="port to bind (default 3000, 0 for any)")
+    parser.add_argument(
+        "--reload",
+        action="store_true",
+        help="restart when a .py file under the current directory (or the app file's) "
+        "changes; for development (needs h3green[reload])",
+    )
     parser.add_argument(
         "--log-level",
         default="info",
@@ -92,26 +164,52 @@ def _parser() -> argparse.ArgumentParser:
     for field in dataclasses.fields(Config):
         if field.name in _SKIPPED_FIELDS:
             continue
-        kind = _FLAG_TYPES[str(field.type)]
         limits.add_argument(
             "--" + field.name.replace("_", "-"),
-            type=kind,
+            type=_flag_parser(field.name),
             default=None,
-            metavar=kind.__name__.upper(),
+            metavar=field_kind(field).removesuffix(" | None").upper(),
             help=f"default {field.default!r}",
         )
     return parser
 
 
+def _reload(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """Serve in a child process, restarted on every change to a ``.py`` file."""
+    try:
+        import watchfiles
+    except ImportError:
+        print(
+            "h3green: error: --reload needs the watchfiles package: pip install 'h3green[reload]'",
+            file=sys.stderr,
+        )
+        return 2
+    module = args.app.partition(":")[0]
+    paths = {os.getcwd()}
+    if module.endswith(".py") or os.sep in module:
+        paths.add(os.path.dirname(os.path.abspath(module)))
+    command = shlex.join([sys.executable, "-m", "h3green", *(a for a in argv if a != "--reload")])
+    logging.getLogger("h3green").info("h3green reloading on changes under %s", ", ".join(sorted(paths)))
+    watchfiles.run_process(
+        *sorted(paths), target=command, target_type="command", watch_filter=watchfiles.PythonFilter()
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.reload:
+        return _reload(args, argv)
     try:
         app = load_app(args.app)
     except AppLoadError as exc:
+        if exc.details:
+            print(exc.details, file=sys.stderr, end="")
         print(f"h3green: error: {exc}", file=sys.stderr)
         return 2
     options = {

@@ -4,24 +4,30 @@ Strategy: registration builds a router and a list of middleware; the first reque
 ``freeze()``) composes the middleware into one chain of closures around the router
 dispatch, so no per-request work goes into assembling it. ``handle`` never raises for
 anything a handler did: an ``HTTPError`` becomes its status, anything else a logged 500.
+
+Middleware sees every response: what a middleware calls as ``next()`` is guarded, so a
+404, a 405, an ``HTTPError`` or an unhandled exception below it comes back as the error
+``Response`` (the ``on_error`` hooks have already seen the exception), ready for the
+middleware to decorate. The guard is only put under a middleware: an app without any
+pays nothing for it.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
+from ._json import JSONDefault, json_dumps, make_json_dumps
 from .errors import HTTPError
 from .event import H3Event
-from .response import Response, error_response, merge_staged, to_response
-from .router import InvalidPath, Router, normalize_path
+from .response import Response, SSEResponse, error_response, merge_staged, to_response
+from .router import METHOD_TOKEN, InvalidPath, Router, normalize_path
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-__all__ = ["H3", "Handler", "Middleware"]
+__all__ = ["H3", "Handler", "Middleware", "Mountable"]
 
 logger = logging.getLogger("h3green")
 
@@ -34,9 +40,6 @@ ErrorHook = Callable[[BaseException, H3Event], object]
 Chain = Callable[[H3Event], Response]
 
 H = TypeVar("H", bound=Handler)
-
-# RFC 9110 §9.1: a method is a token (§5.6.2), so M-SEARCH and other extensions qualify.
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Z]+")
 
 
 def _as_list(hooks: Any) -> list[Any]:
@@ -55,6 +58,9 @@ class H3:
     ``on_error(error, event)`` when a handler, middleware or hook raised. A failing
     ``on_response``/``on_error`` hook is logged, not fatal. ``debug=True`` puts the
     traceback of unhandled errors in the 500 body (never do that in production).
+    ``json_default(value)`` turns a value the built-in JSON encoding does not know (see
+    ``h3green._json``) into one it does, for what this app's handlers and middleware
+    return; it raises ``TypeError`` for values it does not handle either.
     """
 
     def __init__(
@@ -64,17 +70,32 @@ class H3:
         on_response: ResponseHook | Iterable[ResponseHook] | None = None,
         on_error: ErrorHook | Iterable[ErrorHook] | None = None,
         debug: bool = False,
+        json_default: JSONDefault | None = None,
     ) -> None:
+        if json_default is not None and not callable(json_default):
+            raise TypeError(f"json_default must be callable, got {json_default!r}")
         self.router: Router[Handler] = Router()
         self.debug = debug
+        self.json_default = json_default
+        self._json_dumps = json_dumps if json_default is None else make_json_dumps(json_default)
         self.on_request: list[RequestHook] = _as_list(on_request)
         self.on_response: list[ResponseHook] = _as_list(on_response)
         self.on_error: list[ErrorHook] = _as_list(on_error)
         self._middleware: list[Middleware] = []
         self._chain: Chain | None = None
+        # Debug lines for each request, decided once by freeze(): the hot path tests one
+        # attribute rather than asking logging. A mounted app leaves them to its parent.
+        self._log_requests = False
+        self._mounted = False
 
     def __repr__(self) -> str:
         return f"<H3 routes={len(self.router.routes())} middleware={len(self._middleware)}>"
+
+    @property
+    def routes(self) -> list[tuple[str, str]]:
+        """``(method, pattern)`` for every route, in registration order (``"*"`` for any
+        method; a mount shows as its prefix and ``prefix/**``)."""
+        return self.router.routes()
 
     # -- registration --------------------------------------------------------------------
 
@@ -88,7 +109,7 @@ class H3:
     def on(self, method: str, path: str, handler: H | None = None) -> H | Callable[[H], H]:
         """Route *method* (or ``"*"`` for any) on *path* to *handler*; also a decorator."""
         method = method.upper()
-        if method != "*" and _TOKEN.fullmatch(method) is None:
+        if method != "*" and METHOD_TOKEN.fullmatch(method) is None:
             raise ValueError(f"invalid HTTP method {method!r}")
 
         def register(func: H) -> H:
@@ -177,8 +198,10 @@ class H3:
         self._chain = None
         return middleware
 
-    def mount(self, prefix: str, app: H3 | WSGIApplication) -> None:
-        """Serve *app* (another ``H3``, or any WSGI application) under *prefix*."""
+    def mount(self, prefix: str, app: H3 | Mountable | WSGIApplication) -> None:
+        """Serve *app* under *prefix*: another ``H3``, any object with a ``handle(event)``
+        method returning a ``Response`` (``h3green.utils.StaticFiles``), or any WSGI
+        application. ``H3`` apps and ``handle`` objects see the path without the prefix."""
         prefix = "/" + prefix.strip("/")
         if prefix == "/":
             raise ValueError("mount prefix must not be the root; register routes instead")
@@ -187,8 +210,10 @@ class H3:
             # a static prefix makes well-defined.
             raise ValueError(f"mount prefix must be static, got {prefix!r}")
         handler: Handler
-        if isinstance(app, H3):
-            handler = _MountedH3(app, prefix)
+        if isinstance(app, H3) or callable(getattr(app, "handle", None)):
+            handler = _MountedH3(app, prefix)  # type: ignore[arg-type]
+            if isinstance(app, H3):
+                app._mounted = True
         elif callable(app):
             from .wsgi_mount import WSGIMount
 
@@ -201,11 +226,48 @@ class H3:
     # -- handling ------------------------------------------------------------------------
 
     def freeze(self) -> None:
-        """Compose the middleware chain now (done on the first request otherwise)."""
+        """Compose the middleware chain now (done on the first request otherwise).
+
+        Whether each request is logged at DEBUG on logger ``h3green`` is decided here too,
+        from the level logging has then (servers freeze their app when they start).
+        """
+        self._log_requests = not self._mounted and logger.isEnabledFor(logging.DEBUG)
         chain: Chain = self._dispatch
         for middleware in reversed(self._middleware):
-            chain = _layer(middleware, chain)
+            chain = _layer(middleware, self._guard(chain), self._json_dumps)
         self._chain = chain
+
+    def _guard(self, downstream: Chain) -> Chain:
+        """*downstream* with its errors turned into error responses, for the middleware
+        above it: ``next()`` then always returns a ``Response`` to decorate."""
+
+        def guarded(event: H3Event) -> Response:
+            try:
+                return downstream(event)
+            except HTTPError as exc:
+                self._notify_error(exc, event)
+                return error_response(exc)
+            except Exception as exc:
+                return self._unhandled(exc, event)
+
+        return guarded
+
+    def _unhandled(self, exc: Exception, event: H3Event) -> Response:
+        """Log *exc* once (type, request and route in the line) and make the 500."""
+        # The route is looked up again here, on the error path, so that matching on the
+        # hot path carries nothing for the log's sake.
+        pattern = self.router.match(event.method, event.path).pattern
+        logger.exception(
+            "unhandled error in %s %s (route %s): %s: %s",
+            event.method,
+            event.target,
+            pattern or "-",
+            type(exc).__name__,
+            exc,
+        )
+        response = error_response(None, self.debug)
+        self._notify_error(exc, event)
+        return response
 
     def _dispatch(self, event: H3Event) -> Response:
         if event.path == "*":
@@ -225,10 +287,17 @@ class H3:
                 return Response(None, 204, {"allow": allow})
             raise HTTPError(405, f"Method {event.method} is not allowed", headers={"allow": allow})
         event.params = match.params
-        return to_response(handler(event), event)
+        return to_response(handler(event), event, self._json_dumps)
 
     def handle(self, event: H3Event) -> Response:
         """Run hooks, middleware and the matching handler; always returns a response."""
+        chain = self._chain
+        if chain is None:
+            self.freeze()
+            chain = self._chain
+            assert chain is not None
+        if self._log_requests:
+            logger.debug("request %s %s from %s", event.method, event.target, event.remote_addr or "-")
         try:
             if event.path != "*" or event.method != "OPTIONS":
                 try:
@@ -237,19 +306,12 @@ class H3:
                     raise HTTPError(400, str(exc)) from None
             for hook in self.on_request:
                 hook(event)
-            chain = self._chain
-            if chain is None:
-                self.freeze()
-                chain = self._chain
-                assert chain is not None
             response = chain(event)
         except HTTPError as exc:
             response = error_response(exc)
             self._notify_error(exc, event)
         except Exception as exc:
-            logger.exception("unhandled error in %s %s", event.method, event.target)
-            response = error_response(None, self.debug)
-            self._notify_error(exc, event)
+            response = self._unhandled(exc, event)
         for response_hook in self.on_response:
             try:
                 replacement = response_hook(event, response)
@@ -258,6 +320,16 @@ class H3:
             else:
                 if isinstance(replacement, Response):
                     response = replacement
+        if event._form is not None:
+            event._form.close()  # uploads (and their temporary files) end with the handling
+        if self._log_requests:
+            logger.debug(
+                "request %s %s answered %d%s",
+                event.method,
+                event.target,
+                response.status,
+                " (event stream follows)" if isinstance(response, SSEResponse) else "",
+            )
         return merge_staged(response, event)
 
     def _notify_error(self, exc: BaseException, event: H3Event) -> None:
@@ -277,7 +349,9 @@ class H3:
         return body
 
 
-def _layer(middleware: Middleware, downstream: Chain) -> Chain:
+def _layer(middleware: Middleware, downstream: Chain, dumps: Callable[[Any], bytes]) -> Chain:
+    """One middleware around *downstream* (which never raises: see ``H3._guard``)."""
+
     def run(event: H3Event) -> Response:
         called = False
         response: Response | None = None
@@ -292,21 +366,32 @@ def _layer(middleware: Middleware, downstream: Chain) -> Chain:
 
         value = middleware(event, call_next)
         if value is not None:
-            return to_response(value, event)
-        if response is not None:
-            return response
-        # The middleware swallowed an error from next(): answer with what is staged.
-        return to_response(None, event) if called else call_next()
+            # The Response from next() goes back up as it is (even an error answer to a
+            # handler that had called start_sse()).
+            if value is not response:
+                value = to_response(value, event, dumps)
+            return value  # type: ignore[no-any-return]
+        if not called:
+            return call_next()
+        assert response is not None  # set by call_next(), which never raises past its guard
+        return response
 
     return run
 
 
+class Mountable(Protocol):
+    """What ``H3.mount`` accepts besides apps: an object that answers an event."""
+
+    def handle(self, event: H3Event) -> Response: ...
+
+
 class _MountedH3:
-    """Hands requests under a prefix to another ``H3`` app, with the prefix stripped."""
+    """Hands requests under a prefix to another ``H3`` app (or any ``Mountable``), with
+    the prefix stripped."""
 
     __slots__ = ("app", "prefix")
 
-    def __init__(self, app: H3, prefix: str) -> None:
+    def __init__(self, app: Mountable, prefix: str) -> None:
         self.app = app
         self.prefix = prefix
 

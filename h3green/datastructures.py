@@ -163,6 +163,13 @@ class Headers(MultiDict):
         self._items.append((name.lower(), value))
 
     @classmethod
+    def from_pairs(cls, pairs: list[tuple[str, str]]) -> Headers:
+        """Wrap ``(lower-cased name, value)`` pairs already checked (no checks, no copy)."""
+        headers = cls()
+        headers._items = pairs
+        return headers
+
+    @classmethod
     def from_raw(cls, raw: Iterable[tuple[bytes, bytes]]) -> Headers:
         """Wrap header pairs that a parser already validated and lower-cased (no checks)."""
         headers = cls()

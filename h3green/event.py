@@ -19,6 +19,7 @@ from .response import check_status
 
 if TYPE_CHECKING:
     from .sse import SSEWriter
+    from .utils.multipart import FormData
 
 __all__ = ["BodySource", "H3Event", "StagedResponse", "StreamCallback"]
 
@@ -63,6 +64,7 @@ class H3Event:
         "_body_cache",
         "_body_started",
         "_cookies",
+        "_form",
         "_head_sent",
         "_query",
         "_sse",
@@ -120,6 +122,7 @@ class H3Event:
         self._body_started = False
         self._query: QueryParams | None = None
         self._cookies: dict[str, str] | None = None
+        self._form: FormData | None = None
         self._sse = False
         self._sse_heartbeat: float | None = None
         self._stream_callback: StreamCallback | None = None
@@ -205,16 +208,38 @@ class H3Event:
         except (ValueError, UnicodeDecodeError) as exc:
             raise HTTPError(400, f"invalid JSON in request body: {exc}") from None
 
-    def read_form(self) -> QueryParams:
-        """An ``application/x-www-form-urlencoded`` body as multi-valued fields."""
+    def read_form(self, *, max_size: int | None = None, **limits: Any) -> FormData:
+        """A form body (``application/x-www-form-urlencoded`` or ``multipart/form-data``)
+        as multi-valued fields: text as ``str``, files as ``h3green.utils.UploadFile``.
+
+        ``max_size`` replaces ``max_body_size`` for this request, so an upload route can
+        take more than a JSON one. *limits* are those of ``h3green.utils.parse_multipart``
+        (``max_parts``, ``max_field_size``, ``max_file_size``, ``spool_size``). Uploads
+        are closed, and their temporary files removed, when the request's handling ends.
+        Read once, then cached.
+        """
+        from .utils.multipart import FormData, parse_multipart
+
+        if self._form is not None:
+            return self._form
+        if max_size is not None and not self._body_started:
+            if max_size < 0:
+                raise ValueError(f"max_size must be >= 0, got {max_size}")
+            self.max_body_size = max_size
         ctype = self.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype == "multipart/form-data":
-            raise HTTPError(415, "multipart/form-data bodies are not supported yet")
+            self._form = parse_multipart(self, **limits)
+            return self._form
         if ctype and ctype != "application/x-www-form-urlencoded":
             raise HTTPError(415, f"expected a form body, got {ctype}")
-        return QueryParams.parse(self.read_text())
+        self._form = FormData(QueryParams.parse(self.read_text()).items())
+        return self._form
 
     # -- staged response -----------------------------------------------------------------
+
+    def mark_head_sent(self) -> None:
+        """The server put the response head on the wire: the staged response is fixed."""
+        self._head_sent = True
 
     def _check_not_sent(self) -> None:
         if self._head_sent:

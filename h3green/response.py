@@ -6,6 +6,8 @@ handler returns           body                                   Content-Type
 ``str``                   UTF-8 bytes                            text/plain; charset=utf-8
 bytes-like                as is                                  application/octet-stream
 dict/list/number/bool     compact JSON                           application/json
+set, dataclass, datetime, JSON (see ``h3green._json``)            application/json
+UUID, Decimal, Enum
 ``None``                  empty (status staged on the event, or 200)
 ``Response``              as given
 other iterables           streamed (chunked on HTTP/1.1)         application/octet-stream
@@ -20,10 +22,11 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ._json import json_dumps
+from ._h1.events import NO_BODY_STATUSES
+from ._json import is_json_extra, json_dumps
 from .datastructures import Headers, HeadersInit
 from .errors import HTTPError
 from .sse import EventStream
@@ -50,8 +53,6 @@ JSON = "application/json"
 OCTET = "application/octet-stream"
 
 Body = bytes | Iterable[bytes]
-
-NO_BODY_STATUSES = frozenset({204, 304})
 
 
 def check_status(status: int) -> None:
@@ -106,7 +107,7 @@ class _EncodedStream:
         close_body(self._source)
 
 
-def _encode(value: Any) -> tuple[Body, str | None]:
+def _encode(value: Any, dumps: Callable[[Any], bytes] = json_dumps) -> tuple[Body, str | None]:
     """A body value as (bytes or an iterator of bytes, its default media type)."""
     if value is None:
         return b"", None
@@ -117,10 +118,12 @@ def _encode(value: Any) -> tuple[Body, str | None]:
     if isinstance(value, bytearray | memoryview):
         return bytes(value), OCTET
     if isinstance(value, dict | list | tuple | int | float | bool):
-        return json_dumps(value), JSON
-    if isinstance(value, Iterable):
+        return dumps(value), JSON
+    if isinstance(value, Iterable) and not is_json_extra(value):
         return _EncodedStream(value), OCTET
-    raise TypeError(f"cannot turn a {type(value).__name__} into a response body")
+    # A set, a dataclass, a datetime... or a value only the app's json_default knows:
+    # the encoder raises a TypeError naming the type for anything else.
+    return dumps(value), JSON
 
 
 class Response:
@@ -193,8 +196,9 @@ def no_content(headers: HeadersInit = None) -> Response:
     return Response(None, 204, headers)
 
 
-def to_response(value: Any, event: H3Event) -> Response:
-    """Turn a handler's return value into a ``Response`` (staged status applied)."""
+def to_response(value: Any, event: H3Event, dumps: Callable[[Any], bytes] = json_dumps) -> Response:
+    """Turn a handler's return value into a ``Response`` (staged status applied); JSON
+    bodies are encoded with *dumps* (an app's own, when it has a ``json_default``)."""
     if isinstance(value, Response):
         # An SSEResponse comes back from next() through middleware: that one is fine.
         if event.is_sse and not isinstance(value, SSEResponse):
@@ -218,17 +222,26 @@ def to_response(value: Any, event: H3Event) -> Response:
     staged = event.res.headers
     # A Content-Type the handler staged beats the one its plain return value implies.
     media_type = staged.get("content-type") if staged else None
+    if dumps is not json_dumps:
+        value, default_type = _encode(value, dumps)
+        media_type = media_type or default_type
     return Response(value, event.res.status or 200, media_type=media_type)
 
 
 def merge_staged(response: Response, event: H3Event) -> Response:
-    """Put headers staged on the event under the response's own."""
+    """Put headers staged on the event under the response's own.
+
+    ``Set-Cookie`` is the exception: each one is a separate cookie (RFC 6265 §3), so the
+    staged ones (a session's, say) are kept next to the response's own.
+    """
     staged = event.res.headers
     if staged:
         own = response.headers
-        merged = Headers()
-        merged._items = [item for item in staged._items if item[0] not in own] + own._items
-        response.headers = merged
+        # Every staged Set-Cookie is kept beside the response's own (a session cookie and
+        # a proxied upstream's cookies are different cookies); other names: the response wins.
+        response.headers = Headers.from_pairs(
+            [item for item in staged.items() if item[0] == "set-cookie" or item[0] not in own] + own.items()
+        )
     return response
 
 

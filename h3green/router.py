@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from typing import Generic, TypeVar
 
-__all__ = ["InvalidPath", "RouteMatch", "Router", "normalize_path"]
+__all__ = ["METHOD_TOKEN", "InvalidPath", "RouteMatch", "Router", "normalize_path"]
 
 T = TypeVar("T")
 
@@ -100,10 +100,11 @@ class RouteMatch(Generic[T]):
     does.
 
     ``head_fallback`` is True when a HEAD request got the GET handler, so the
-    caller must send the headers and drop the body.
+    caller must send the headers and drop the body. ``pattern`` is the route
+    pattern as registered (``"/users/:id"``), None when nothing matched.
     """
 
-    __slots__ = ("allowed", "handler", "head_fallback", "params")
+    __slots__ = ("allowed", "handler", "head_fallback", "params", "pattern")
 
     def __init__(
         self,
@@ -111,11 +112,13 @@ class RouteMatch(Generic[T]):
         params: dict[str, str],
         allowed: tuple[str, ...] = (),
         head_fallback: bool = False,
+        pattern: str | None = None,
     ) -> None:
         self.handler = handler
         self.params = params
         self.allowed = allowed
         self.head_fallback = head_fallback
+        self.pattern = pattern
 
     def __repr__(self) -> str:
         return (
@@ -151,9 +154,10 @@ class _Node(Generic[T]):
         self.catchall: _Table[T] = {}  # patterns ending in "**" below this node
 
 
-# RFC 9110 section 9.1: a method is a token; we also insist on upper case so
-# that "get" is a registration error rather than a route that never matches.
-_METHOD = re.compile(r"[A-Z0-9!#$%&'*+.^_`|~-]+")
+#: RFC 9110 §9.1: a method is a token (§5.6.2), so M-SEARCH and other extensions
+#: qualify; upper case only, so that "get" is a registration error rather than a route
+#: that never matches. The one pattern for the app and the router.
+METHOD_TOKEN = re.compile(r"[A-Z0-9!#$%&'*+.^_`|~-]+")
 _PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -221,7 +225,8 @@ def _resolve(table: _Table[T], method: str, values: list[str]) -> RouteMatch[T] 
         if route is None:
             return None
         head_fallback = True
-    return RouteMatch(route.handler, dict(zip(route.names, values, strict=True)), (), head_fallback)
+    params = dict(zip(route.names, values, strict=True))
+    return RouteMatch(route.handler, params, (), head_fallback, route.pattern)
 
 
 class Router(Generic[T]):
@@ -249,7 +254,7 @@ class Router(Generic[T]):
         Registering the same method and pattern shape again replaces the
         handler. Raises ValueError for an invalid method or pattern.
         """
-        if method != "*" and _METHOD.fullmatch(method) is None:
+        if method != "*" and METHOD_TOKEN.fullmatch(method) is None:
             raise ValueError(f"method must be an upper-case HTTP method or '*', got {method!r}")
         kinds, names, catchall = _parse_pattern(path)
         node = self._root
@@ -288,11 +293,11 @@ class Router(Generic[T]):
             # accepts the method is final and skips splitting the path.
             route = table.get(method) or table.get("*")
             if route is not None:
-                return RouteMatch(route.handler, {})
+                return RouteMatch(route.handler, {}, (), False, route.pattern)
             if method == "HEAD":
                 route = table.get("GET")
                 if route is not None:
-                    return RouteMatch(route.handler, {}, (), True)
+                    return RouteMatch(route.handler, {}, (), True, route.pattern)
         segments = key[1:].split("/") if len(key) > 1 else []
         found = self._search(self._root, segments, 0, method, [])
         if found is not None:

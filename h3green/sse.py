@@ -22,7 +22,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import gevent
 
@@ -42,6 +42,7 @@ __all__ = [
     "encode_comment",
     "encode_event",
     "spawn_stream",
+    "stop_stream",
 ]
 
 logger = logging.getLogger("h3green")
@@ -181,6 +182,13 @@ class SSEWriter:
         self.event_count = 0
         #: ``time.monotonic()`` of the last write, for heartbeats.
         self.last_activity = time.monotonic()
+
+    def heartbeat_wait(self, heartbeat: float) -> float | None:
+        """Seconds until a heartbeat comment is due after *heartbeat* idle seconds:
+        0 when one is due now, None when *heartbeat* is not positive (never)."""
+        if heartbeat <= 0:
+            return None
+        return max(0.0, self.last_activity + heartbeat - time.monotonic())
 
     def __repr__(self) -> str:
         return f"<SSEWriter {self.event.target} events={self.event_count} active={self.is_active}>"
@@ -332,6 +340,10 @@ class EventStream:
 
 
 def _run_callback(callback: Callable[[SSEWriter], object], writer: SSEWriter) -> None:
+    # One check per stream, not per event: streams are long-lived.
+    debug = logger.isEnabledFor(logging.DEBUG)
+    if debug:
+        logger.debug("stream %s %s opened", writer.event.method, writer.event.target)
     try:
         callback(writer)
     except SSEError as exc:
@@ -344,6 +356,13 @@ def _run_callback(callback: Callable[[SSEWriter], object], writer: SSEWriter) ->
         logger.exception("SSE stream callback %r failed", callback)
     finally:
         writer.close()
+        if debug:
+            logger.debug(
+                "stream %s %s closed after %d event(s)",
+                writer.event.method,
+                writer.event.target,
+                writer.event_count,
+            )
 
 
 def spawn_stream(callback: Callable[[SSEWriter], object], writer: SSEWriter) -> gevent.Greenlet:
@@ -354,6 +373,20 @@ def spawn_stream(callback: Callable[[SSEWriter], object], writer: SSEWriter) -> 
     """
     context = contextvars.copy_context()
     return gevent.spawn_later(0, context.run, _run_callback, callback, writer)
+
+
+#: Seconds a stream callback that is being ended gets for its cleanup.
+STOP_TIMEOUT: Final = 1.0
+
+
+def stop_stream(greenlet: gevent.Greenlet | None) -> None:
+    """End a stream callback's greenlet unless it already ended.
+
+    ``GreenletExit`` runs the callback's ``finally``/``with`` blocks now, even mid-sleep;
+    a cleanup that outlasts ``STOP_TIMEOUT`` is left behind rather than waited for.
+    """
+    if greenlet is not None and not greenlet.dead:
+        greenlet.kill(block=True, timeout=STOP_TIMEOUT)
 
 
 def __getattr__(name: str) -> Any:

@@ -26,9 +26,10 @@ import gevent
 import gevent.queue
 import h11
 
+from ._connection import Connection
 from .app import H3
+from .config import Config
 from .datastructures import Headers
-from .server import Config, Connection
 
 __all__ = [
     "ServerSentEvent",

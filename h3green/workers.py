@@ -31,6 +31,8 @@ gunicorn                        h3green
                                 others print "-"); without ``accesslog``, none are made
 ``max_requests``                counted in an ``on_response`` hook; the worker restarts
 ``timeout``                     ``notify()`` every ``min(1, timeout / 4)`` seconds
+``forwarded_allow_ips``         ``forwarded_allow_ips`` (gunicorn's default trusts
+                                127.0.0.1 and ::1, and so does the worker)
 ==============================  ==========================================================
 
 Every other ``Config`` field comes from an environment variable ``H3GREEN_<FIELD>``
@@ -52,9 +54,10 @@ from gunicorn.workers.ggevent import GeventWorker  # type: ignore[import-untyped
 
 from . import wsgi_mount
 from .app import H3
+from .config import Config, parse_field
 from .event import H3Event
 from .response import Response
-from .server import Config, Server
+from .server import Server
 from .wsgi_adapter import WSGIAdapter
 
 __all__ = ["H3Worker", "config_from_gunicorn"]
@@ -63,23 +66,6 @@ _ENV_PREFIX: Final = "H3GREEN_"
 _UNLIMITED_REQUEST_LINE: Final = 65536
 _POLL: Final = 0.1
 _BOOT_ERROR: Final = 3  # gunicorn's WORKER_BOOT_ERROR: the arbiter stops instead of respawning
-
-
-def _parse(field: dataclasses.Field[Any], text: str) -> Any:
-    kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
-    if kind.startswith("bool"):
-        lowered = text.strip().lower()
-        if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-            raise ValueError(f"{_ENV_PREFIX}{field.name.upper()} must be a boolean, got {text!r}")
-        return lowered in ("1", "true", "yes", "on")
-    if "bytes" in kind:
-        return None if text.strip().lower() in ("", "none") else text.encode()
-    if "str" in kind:
-        return None if text.strip().lower() == "none" else text
-    try:
-        return int(text) if kind.startswith("int") else float(text)
-    except ValueError:
-        raise ValueError(f"{_ENV_PREFIX}{field.name.upper()} must be a number, got {text!r}") from None
 
 
 def config_from_gunicorn(cfg: Any, environ: dict[str, str] | None = None) -> dict[str, Any]:
@@ -94,11 +80,12 @@ def config_from_gunicorn(cfg: Any, environ: dict[str, str] | None = None) -> dic
         "max_header_count": cfg.limit_request_fields,
         "max_header_bytes": max(defaults.max_header_bytes, cfg.limit_request_field_size),
         "access_log": bool(cfg.accesslog),
+        "forwarded_allow_ips": ",".join(cfg.forwarded_allow_ips),
     }
     for field in dataclasses.fields(Config):
         text = environ.get(_ENV_PREFIX + field.name.upper())
         if text is not None:
-            options[field.name] = _parse(field, text)
+            options[field.name] = parse_field(field.name, text, _ENV_PREFIX + field.name.upper())
     return options
 
 
@@ -197,7 +184,7 @@ class H3Worker(GeventWorker):  # type: ignore[misc]
             if self.cfg.workers > 1:
                 # As gunicorn's gevent worker: accept one at a time, so a busy worker
                 # leaves new connections to its idle siblings.
-                server._server.max_accept = 1
+                server.set_max_accept(1)
             server.start()
             servers.append(server)
         beat = min(1.0, max(_POLL, self.timeout / 4))

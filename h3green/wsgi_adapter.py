@@ -38,11 +38,12 @@ import gevent
 import gevent.queue
 from gevent._hub_local import get_hub_if_exists
 
+from ._h1.events import NO_BODY_STATUSES
 from .datastructures import Headers
 from .errors import BackpressureDetected, ConnectionLost, HTTPError, status_text
 from .event import DEFAULT_MAX_BODY_SIZE, H3Event
 from .response import Response, SSEResponse, close_body, error_response
-from .sse import SSEWriter, encode_comment, spawn_stream
+from .sse import SSEWriter, encode_comment, spawn_stream, stop_stream
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -53,7 +54,6 @@ __all__ = ["WSGIAdapter", "WSGIConfig", "event_from_environ", "serve_wsgi"]
 
 logger = logging.getLogger("h3green")
 
-_NO_BODY_STATUSES: Final = frozenset({204, 304})
 # RFC 9110 §7.6.1: connection-specific fields belong to the server that frames the
 # response; PEP 3333 forbids an application to send them.
 _HOP_BY_HOP: Final = frozenset(
@@ -72,7 +72,6 @@ _HOP_BY_HOP: Final = frozenset(
 # RFC 3986 §3.3: characters a path segment may hold unescaped ("/" separates them).
 _PATH_SAFE: Final = "/!$&'()*+,;=:@-._~"
 _READ_CHUNK: Final = 65536
-_KILL_TIMEOUT: Final = 1.0
 _END: Final = b""  # queue sentinel (events are never empty)
 
 
@@ -145,9 +144,7 @@ def _environ_headers(environ: WSGIEnvironment) -> Headers:
     content_length = environ.get("CONTENT_LENGTH")
     if content_length:
         items.append(("content-length", content_length))
-    headers = Headers()
-    headers._items = items
-    return headers
+    return Headers.from_pairs(items)
 
 
 def _quote_path(wsgi_path: str) -> str:
@@ -173,7 +170,7 @@ def event_from_environ(environ: WSGIEnvironment, config: WSGIConfig = _DEFAULT_C
         port = environ.get("SERVER_PORT")
         if port and port != ("443" if scheme == "https" else "80"):
             host += ":" + port
-        headers._items.append(("host", host))
+        headers.append("host", host)
     path = _quote_path(environ.get("PATH_INFO") or "/")
     query = environ.get("QUERY_STRING", "")
     target = environ.get("RAW_URI") or environ.get("REQUEST_URI") or ""
@@ -259,7 +256,7 @@ def _serve(
         return _send_bytes(error_response(exc), environ.get("REQUEST_METHOD", "GET"), start_response)
     response = app.handle(event)
     method = event.method
-    event._head_sent = True  # from here on, as on the native server, the head is fixed
+    event.mark_head_sent()  # from here on, as on the native server, the head is fixed
     if isinstance(response, SSEResponse):
         start_response(_status_line(response.status), _wsgi_headers(response))
         if response.callback is None or method == "HEAD":
@@ -271,7 +268,7 @@ def _serve(
         return _send_bytes(response, method, start_response)
     assert not isinstance(body, bytes)
     status = response.status
-    if status in _NO_BODY_STATUSES or status < 200 or method == "HEAD":
+    if status in NO_BODY_STATUSES or status < 200 or method == "HEAD":
         close_body(body)
         start_response(_status_line(status), _wsgi_headers(response))
         return []
@@ -295,7 +292,11 @@ def _serve(
 
 
 def _wsgi_headers(response: Response) -> list[tuple[str, str]]:
-    return [(name, value) for name, value in response.headers._items if name not in _HOP_BY_HOP]
+    headers = [(name, value) for name, value in response.headers.items() if name not in _HOP_BY_HOP]
+    length = getattr(response.body, "content_length", None)
+    if length is not None:  # a streamed body that knows its length (a file)
+        headers.append(("content-length", str(length)))
+    return headers
 
 
 def _send_bytes(response: Response, method: str, start_response: StartResponse) -> list[bytes]:
@@ -304,7 +305,7 @@ def _send_bytes(response: Response, method: str, start_response: StartResponse) 
     assert type(body) is bytes
     status = response.status
     headers = _wsgi_headers(response)
-    no_body = status in _NO_BODY_STATUSES or status < 200
+    no_body = status in NO_BODY_STATUSES or status < 200
     if not no_body:
         headers.append(("content-length", str(len(body))))
     start_response(_status_line(status), headers)
@@ -416,11 +417,8 @@ class _SSEIterable:
         while not self._closed and not transport.aborted:
             if transport.finished and not queue.qsize():
                 break
-            timeout = None
-            if heartbeat > 0:
-                timeout = max(0.0, writer.last_activity + heartbeat - time.monotonic())
             try:
-                payload: bytes = queue.get(timeout=timeout)
+                payload: bytes = queue.get(timeout=writer.heartbeat_wait(heartbeat))
             except gevent.queue.Empty:
                 writer.last_activity = time.monotonic()
                 return encode_comment("")
@@ -437,9 +435,7 @@ class _SSEIterable:
         writer = self._writer
         writer.connection_lost()
         greenlet, self._greenlet = self._greenlet, None
-        if greenlet is not None and not greenlet.dead:
-            # GreenletExit runs the callback's finally/with blocks now, even mid-sleep.
-            greenlet.kill(block=True, timeout=_KILL_TIMEOUT)
+        stop_stream(greenlet)
         writer.close()
         if self._own_hub:
             hub = get_hub_if_exists()

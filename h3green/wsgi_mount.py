@@ -242,7 +242,7 @@ class WSGIMount:
             "wsgi.run_once": False,
             "wsgi.input_terminated": True,
         }
-        for name, value in event.headers._items:
+        for name, value in event.headers.items():
             if name == "content-type":
                 environ["CONTENT_TYPE"] = value
             elif name == "content-length":

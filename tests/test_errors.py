@@ -107,7 +107,9 @@ def test_unhandled_error_is_a_generic_500_logged_once(caplog: pytest.LogCaptureF
     logged = [r for r in caplog.records if r.exc_info and "secret detail 1234" in (r.exc_text or "")]
     assert len(logged) == 1
     assert logged[0].name == "h3green"
-    assert logged[0].getMessage() == "unhandled error in GET /boom?x=1"
+    assert logged[0].getMessage() == (
+        "unhandled error in GET /boom?x=1 (route /boom): RuntimeError: secret detail 1234"
+    )
     assert "RuntimeError" in (logged[0].exc_text or "")
 
 

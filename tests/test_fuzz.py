@@ -23,8 +23,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from h3green import H3, H3Event, _httptools
-from h3green._http11 import (
+from h3green import H3, H3Event
+from h3green._h1 import (
     NEED_DATA,
     PAUSED,
     Body,
@@ -34,6 +34,8 @@ from h3green._http11 import (
     ProtocolError,
     RequestHead,
 )
+from h3green._h1.h11_driver import H11Driver
+from h3green._h1.httptools_driver import HttptoolsDriver
 from h3green.server import Config, Connection
 from h3green.testing import _EOF, _MemorySocket
 
@@ -95,7 +97,7 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[Hea
 ALLOWED_ERRORS = {400, 413, 414, 431, 501, 505}
 
 # Every property holds for both HTTP/1.1 drivers (Config.http_parser).
-DRIVERS = [pytest.param(Driver, id="h11"), pytest.param(_httptools.Driver, id="httptools")]
+DRIVERS = [pytest.param(H11Driver, id="h11"), pytest.param(HttptoolsDriver, id="httptools")]
 
 
 def _splits(data: bytes, cuts: list[int]) -> list[bytes]:

@@ -227,10 +227,12 @@ def test_gunicorn_settings_map_to_config() -> None:
         "limit_request_line": 0,
         "limit_request_fields": 20,
         "limit_request_field_size": 32768,
+        "forwarded_allow_ips": "10.0.0.0/8, 127.0.0.1",
     }.items():
         cfg.set(name, value)
     options = config_from_gunicorn(cfg, {})
     assert options == {
+        "forwarded_allow_ips": "10.0.0.0/8,127.0.0.1",
         "max_connections": 7,
         "keepalive_timeout": 3.0,
         "shutdown_timeout": 9.0,

@@ -451,7 +451,7 @@ EOF_CASES = [
 CASES = BASELINE + SIZE_LIMITS + SMUGGLING + DRAIN + TIMEOUTS + EOF_CASES
 
 # Where llhttp (http_parser="httptools") is stricter than h11, its answer stands; each
-# replacement keeps the case's name and says why (see h3green/_httptools.py).
+# replacement keeps the case's name and says why (see h3green/_h1/httptools_driver.py).
 LLHTTP_CASES = {
     case.name: case
     for case in [

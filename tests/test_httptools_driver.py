@@ -1,5 +1,5 @@
 """The httptools driver (``Config.http_parser="httptools"``): the server over real sockets,
-then the driver's own edges, each checked against what ``_http11.Driver`` answers.
+then the driver's own edges, each checked against what ``H11Driver`` answers.
 
 The hostile-input table (test_hostile.py) and the fuzz properties (test_fuzz.py) already
 run over both drivers; this module covers the ordinary conversations and the places where
@@ -20,8 +20,10 @@ from _rawhttp import RawClient, live_greenlets, wait_until, warm_up
 from hypothesis import given
 from hypothesis import strategies as st
 
-from h3green import H3, H3Event, Response, Server, SSEWriter, _http11, _httptools
-from h3green._http11 import NEED_DATA, PAUSED, Body, ClientClosed, EndOfBody, ProtocolError, RequestHead
+from h3green import H3, H3Event, Response, Server, SSEWriter
+from h3green._h1 import NEED_DATA, PAUSED, Body, ClientClosed, EndOfBody, ProtocolError, RequestHead
+from h3green._h1.h11_driver import H11Driver
+from h3green._h1.httptools_driver import HttptoolsDriver
 from h3green.server import Config, Connection
 
 pytestmark = pytest.mark.live
@@ -85,7 +87,7 @@ def client(server: Server) -> Iterator[RawClient]:
 def test_the_server_runs_the_httptools_driver(server: Server) -> None:
     conn = Connection(socket.socket(), None, app, server.config)
     try:
-        assert type(conn.driver) is _httptools.Driver
+        assert type(conn.driver) is HttptoolsDriver
     finally:
         conn.sock.close()
 
@@ -212,12 +214,12 @@ def test_auto_picks_httptools_when_installed() -> None:
     config = Config(http_parser="auto")
     conn = Connection(socket.socket(), None, app, config)
     try:
-        assert type(conn.driver) is _httptools.Driver
+        assert type(conn.driver) is HttptoolsDriver
     finally:
         conn.sock.close()
     h11_conn = Connection(socket.socket(), None, app, Config(http_parser="h11"))
     try:
-        assert type(h11_conn.driver) is _http11.Driver
+        assert type(h11_conn.driver) is H11Driver
     finally:
         h11_conn.sock.close()
 
@@ -225,20 +227,20 @@ def test_auto_picks_httptools_when_installed() -> None:
 def test_missing_httptools_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     import h3green
 
-    monkeypatch.delattr(h3green, "_httptools")
-    monkeypatch.setitem(sys.modules, "h3green._httptools", None)
+    monkeypatch.delattr(h3green._h1, "httptools_driver")
+    monkeypatch.setitem(sys.modules, "h3green._h1.httptools_driver", None)
     with pytest.raises(ValueError, match="pip install httptools"):
         Config(http_parser="httptools")
     conn = Connection(socket.socket(), None, app, Config(http_parser="auto"))
     try:
-        assert type(conn.driver) is _http11.Driver
+        assert type(conn.driver) is H11Driver
     finally:
         conn.sock.close()
 
 
 # -- the driver against _http11's ------------------------------------------------------
 
-DRIVERS = [pytest.param(_http11.Driver, id="h11"), pytest.param(_httptools.Driver, id="httptools")]
+DRIVERS = [pytest.param(H11Driver, id="h11"), pytest.param(HttptoolsDriver, id="httptools")]
 LIMITS = {"max_request_line": 100, "max_header_bytes": 200, "max_header_count": 5}
 
 
@@ -337,7 +339,7 @@ def test_partial_pipelined_head_is_reported_and_bounded(driver_class: type) -> N
 
 
 def test_httptools_partial_head_after_a_body_is_bounded() -> None:
-    driver = _httptools.Driver(**LIMITS)
+    driver = HttptoolsDriver(**LIMITS)
     post = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nab"
     assert events_of(driver, post + b"GET /" + b"a" * 50) == ["RequestHead", "Body", "EndOfBody", PAUSED]
     respond(driver)
@@ -370,7 +372,7 @@ def test_upgrade_is_not_taken_up(driver_class: type) -> None:
 
 def test_upgrade_with_a_body_is_refused_by_httptools() -> None:
     # httptools would hand the body back unread as the bytes after an upgrade.
-    driver = _httptools.Driver(**LIMITS)
+    driver = HttptoolsDriver(**LIMITS)
     upgrade = (
         b"POST / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: x\r\nContent-Length: 2\r\n\r\nab"
     )
@@ -445,13 +447,13 @@ def test_response_misuse_raises(driver_class: type) -> None:
 def test_httptools_trailers_are_bounded() -> None:
     # h11 takes a whole trailer section of any size that arrives in one read; this driver
     # holds trailer fields to the head limits too.
-    driver = _httptools.Driver(**LIMITS)
+    driver = HttptoolsDriver(**LIMITS)
     chunked = b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
     assert events_of(driver, chunked + b"0\r\nX: " + b"v" * 400 + b"\r\n\r\n") == ["RequestHead", 400]
 
 
 def test_httptools_answer_to_connect_closes() -> None:
-    driver = _httptools.Driver(**LIMITS)
+    driver = HttptoolsDriver(**LIMITS)
     assert events_of(driver, b"CONNECT a:1 HTTP/1.1\r\nHost: a\r\n\r\n")[:2] == ["RequestHead", "EndOfBody"]
     head = driver.head(200, [])
     assert b"connection: close" in head and b"transfer-encoding" not in head
@@ -459,7 +461,7 @@ def test_httptools_answer_to_connect_closes() -> None:
 
 
 def test_httptools_driver_refuses_misuse_in_its_words() -> None:
-    driver = _httptools.Driver(**LIMITS)
+    driver = HttptoolsDriver(**LIMITS)
     with pytest.raises(RuntimeError, match="no response body"):
         driver.body(b"x")
     with pytest.raises(RuntimeError, match="no response body"):
@@ -475,7 +477,7 @@ def test_httptools_events_match_h11_on_a_mixed_conversation() -> None:
         b"3\r\nabc\r\n0\r\n\r\n"
     )
     seen = []
-    for driver_class in (_http11.Driver, _httptools.Driver):
+    for driver_class in (H11Driver, HttptoolsDriver):
         driver = driver_class(**LIMITS)
         driver.receive_data(data)
         head = driver.next_event()
@@ -538,8 +540,8 @@ def _trace(driver_class: type, pieces: list[bytes]) -> list[object]:
 @given(tf.chunks, st.lists(st.integers(min_value=0, max_value=10_000), max_size=8))
 def test_httptools_agrees_with_h11_or_is_stricter(parts: list[bytes], cuts: list[int]) -> None:
     pieces = [*tf._splits(b"".join(parts), cuts), b""]
-    ours = _trace(_http11.Driver, pieces)
-    fast = _trace(_httptools.Driver, pieces)
+    ours = _trace(H11Driver, pieces)
+    fast = _trace(HttptoolsDriver, pieces)
     for mine, theirs in zip(ours, fast, strict=False):
         if isinstance(mine, ProtocolError):
             # RFC 9112 §2.2: llhttp skips an empty line between two requests of one read.
@@ -552,3 +554,18 @@ def test_httptools_agrees_with_h11_or_is_stricter(parts: list[bytes], cuts: list
             return  # stricter: see the module docstring of h3green._httptools
         assert mine == theirs
     assert len(ours) == len(fast)
+
+
+@pytest.mark.parametrize("driver_class", DRIVERS)
+def test_next_cycle_needs_a_finished_exchange_and_keeps_the_clients_close(driver_class: type) -> None:
+    driver = driver_class(**LIMITS)
+    with pytest.raises(RuntimeError, match="cannot carry another request"):
+        driver.start_next_cycle()
+    assert events_of(driver, GET + b"GET /x") == ["RequestHead", "EndOfBody", PAUSED]
+    driver.receive_data(b"")
+    respond(driver)
+    driver.start_next_cycle()
+    # The client closed in the middle of the next head: that head is broken.
+    with pytest.raises(ProtocolError) as caught:
+        driver.next_event()
+    assert caught.value.status == 400

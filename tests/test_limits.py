@@ -326,6 +326,7 @@ def test_refused_connections_beyond_the_overflow_are_closed_without_a_word(serve
 
 
 def test_rejection_fallbacks_over_the_memory_socket() -> None:
+    from h3green._respond import reject
     from h3green.server import Connection
     from h3green.testing import _MemorySocket
 
@@ -337,18 +338,19 @@ def test_rejection_fallbacks_over_the_memory_socket() -> None:
     conn.driver.next_event()
     conn.driver.head(200, [(b"content-length", b"1")])
     sock.inbound.put(b"")  # the client's end, so the lingering close ends at once
-    conn._reject(400, "bad")
+    reject(conn, 400, "bad")
     out = sock.outbound.get(timeout=1)
     assert out.startswith(b"HTTP/1.1 400 Bad Request\r\n") and out.endswith(b'"message":"bad"}')
     # A client that is gone: nothing to send to, nothing raised.
     sock = _MemorySocket()
     conn = Connection(sock, ("127.0.0.1", 1), make_app(), config)
     sock.close()
-    conn._reject(400, "bad")
+    reject(conn, 400, "bad")
 
 
 def test_a_connection_that_starts_during_shutdown_reads_nothing() -> None:
-    from h3green.server import Connection, _Registry
+    from h3green._listener import Registry as _Registry
+    from h3green.server import Connection
     from h3green.testing import _MemorySocket
 
     registry = _Registry()

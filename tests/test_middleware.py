@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -130,7 +131,7 @@ def test_next_twice_raises() -> None:
     assert str(errors[0]) == "next() may be called only once per middleware"
 
 
-def test_swallowed_error_from_next_answers_with_staged_status() -> None:
+def test_middleware_may_replace_an_error_response_from_next() -> None:
     app = H3()
 
     @app.get("/")
@@ -138,14 +139,14 @@ def test_swallowed_error_from_next_answers_with_staged_status() -> None:
         raise HTTPError(409, "conflict")
 
     @app.use
-    def swallow(event: H3Event, next: Next) -> None:
-        try:
-            next()
-        except HTTPError:
-            event.set_status(299)
+    def soften(event: H3Event, next: Next) -> Any:
+        response = next()
+        if response.status == 409:
+            return Response("already there", 200)
+        return response
 
     res = TestClient(app).get("/")
-    assert (res.status, res.body) == (299, b"")
+    assert (res.status, res.text) == (200, "already there")
 
 
 def test_http_error_from_middleware() -> None:
@@ -172,17 +173,132 @@ def test_middleware_runs_for_404_and_405() -> None:
 
     @app.use
     def record(event: H3Event, next: Next) -> Response:
-        try:
-            response: Response = next()
-        except HTTPError as exc:
-            statuses.append(exc.status)
-            raise
+        response: Response = next()
+        statuses.append(response.status)
         return response
 
     client = TestClient(app)
     assert client.get("/missing").status == 404
     assert client.post("/").status == 405
     assert statuses == [404, 405]
+
+
+def cors_app(**options: Any) -> H3:
+    """The usual CORS/request-id middleware over routes that fail every way they can."""
+    app = H3(**options)
+
+    @app.get("/ok")
+    def ok(event: H3Event) -> str:
+        return "fine"
+
+    @app.get("/http-error")
+    def http_error(event: H3Event) -> None:
+        raise HTTPError(409, "conflict", headers={"x-from-error": "1"})
+
+    @app.get("/crash")
+    def crash(event: H3Event) -> None:
+        raise RuntimeError("boom")
+
+    @app.get("/staged")
+    def staged(event: H3Event) -> None:
+        event.set_header("x-request-id", "r-42")
+        event.set_header("cache-control", "no-store")
+        raise HTTPError(403, "no entry")
+
+    @app.use
+    def cors(event: H3Event, next: Next) -> Response:
+        response = next()
+        response.headers.set("access-control-allow-origin", "*")
+        return response
+
+    return app
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/ok", 200),
+        ("GET", "/missing", 404),
+        ("POST", "/ok", 405),
+        ("GET", "/http-error", 409),
+        ("GET", "/crash", 500),
+        ("GET", "/staged", 403),
+    ],
+)
+def test_a_header_added_after_next_is_on_every_response(method: str, path: str, status: int) -> None:
+    res = TestClient(cors_app()).request(method, path)
+    assert res.status == status
+    assert res.headers["access-control-allow-origin"] == "*"
+
+
+def test_error_responses_keep_their_own_headers_and_body() -> None:
+    client = TestClient(cors_app())
+    res = client.post("/ok")
+    assert res.headers["allow"] == "GET, HEAD, OPTIONS"
+    res = client.get("/http-error")
+    assert res.headers["x-from-error"] == "1"
+    assert res.json()["message"] == "conflict"
+    res = client.get("/crash")
+    assert res.json() == {"status": 500, "unhandled": True, "message": "Internal Server Error"}
+
+
+def test_headers_staged_before_an_error_stay_on_the_error_response() -> None:
+    res = TestClient(cors_app()).get("/staged")
+    assert res.status == 403
+    assert res.headers["x-request-id"] == "r-42"
+    assert res.headers["cache-control"] == "no-store"
+    assert res.headers["access-control-allow-origin"] == "*"
+
+
+def test_on_error_still_sees_each_exception_once(caplog: pytest.LogCaptureFixture) -> None:
+    seen: list[BaseException] = []
+    client = TestClient(cors_app(on_error=lambda error, event: seen.append(error)))
+    with caplog.at_level(logging.ERROR, logger="h3green"):
+        client.get("/http-error")
+        client.get("/crash")
+        client.get("/missing")
+    assert [type(e).__name__ for e in seen] == ["HTTPError", "RuntimeError", "HTTPError"]
+    assert [getattr(e, "status", None) for e in seen] == [409, None, 404]
+    crash_logs = [r for r in caplog.records if "RuntimeError" in r.getMessage()]
+    assert len(crash_logs) == 1  # logged once, by the guard under the middleware
+
+
+def test_every_layer_sees_the_error_response_of_a_failing_middleware() -> None:
+    app = make_app()
+    seen: list[int] = []
+
+    @app.use
+    def outer(event: H3Event, next: Next) -> Response:
+        response = next()
+        seen.append(response.status)
+        response.headers.set("x-outer", "1")
+        return response
+
+    @app.use
+    def failing(event: H3Event, next: Next) -> None:
+        raise HTTPError(401, "who are you")
+
+    res = TestClient(app).get("/")
+    assert (res.status, res.headers["x-outer"]) == (401, "1")
+    assert seen == [401]
+
+
+def test_error_after_start_sse_reaches_middleware_as_a_response() -> None:
+    app = H3()
+
+    @app.get("/events")
+    def events(event: H3Event) -> None:
+        event.start_sse()
+        raise HTTPError(401, "log in first")
+
+    @app.use
+    def tag(event: H3Event, next: Next) -> Response:
+        response = next()
+        response.headers.set("x-tag", "1")
+        return response
+
+    res = TestClient(app).get("/events")
+    assert (res.status, res.headers["x-tag"]) == (401, "1")
 
 
 def test_use_refuses_non_callable() -> None:

@@ -349,7 +349,7 @@ def test_unsupported_value_is_a_500(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.ERROR, logger="h3green"):
         res = serve_value(object())
     assert res.status == 500
-    assert any("cannot turn a object into a response body" in (r.exc_text or "") for r in caplog.records)
+    assert any("cannot encode a object as JSON" in (r.exc_text or "") for r in caplog.records)
 
 
 def test_to_response_passes_responses_through_and_sse() -> None:

@@ -1,7 +1,7 @@
 """HTTP/1.1 for one server-side connection, without I/O: bytes in, events out, bytes back.
 
 Strategy: h11 does the parsing and keeps the connection's state machine; this module puts a
-small interface of h3green's own in front of it, so a faster parser can replace h11 later
+small interface of h3green's own in front of it, so the httptools driver can replace h11
 without touching routing, events or SSE, and adds what h11 leaves to its user:
 
 * limits h11 does not enforce: request-line length (414), header count and header-block
@@ -30,116 +30,44 @@ without touching routing, events or SSE, and adds what h11 leaves to its user:
   unknown codings before we see the headers, so the driver keeps a copy of the bytes of the
   head being read (bounded by the head limits, dropped once the head is parsed);
 * error messages of our own words: h11's quote the offending bytes as Python reprs;
-* response heads and bodies returned as one bytes object, so the server can write a whole
-  small response with one ``sendall`` (a separate write for the head would meet Nagle's
-  algorithm and the peer's delayed ACK).
+* responses framed by ``framing.ResponseFramer``, shared with the httptools driver; h11
+  reads requests only. Its connection object insists on seeing our response before it
+  starts the next cycle, so each cycle gets a fresh ``h11.Connection`` fed the bytes the
+  last one had not parsed (``start_next_cycle``).
 
-The server drives it like h11's own trio example: feed bytes with ``receive_data``, pull
-events with ``next_event`` until ``NEED_DATA``, send, then ``start_next_cycle`` when both
-sides are done and the connection can be kept alive.
+The server drives it through the ``Driver`` Protocol (see ``driver``).
 """
 
 from __future__ import annotations
 
-from http import HTTPStatus
 from typing import Final
 
 import h11
 
-__all__ = [
-    "NEED_DATA",
-    "PAUSED",
-    "Body",
-    "ClientClosed",
-    "Driver",
-    "EndOfBody",
-    "ProtocolError",
-    "RequestHead",
-]
+from .events import (
+    BOTH_LENGTHS,
+    CLIENT_CLOSED,
+    DEFAULT_MAX_HEADER_BYTES,
+    DEFAULT_MAX_HEADER_COUNT,
+    DEFAULT_MAX_REQUEST_LINE,
+    END_OF_BODY,
+    NEED_DATA,
+    PAUSED,
+    Body,
+    Event,
+    ProtocolError,
+    RequestHead,
+    codings_status,
+    has_token,
+)
+from .framing import IDLE, ResponseFramer
 
+__all__ = ["H11Driver"]
 
-class _Sentinel:
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return self.name
-
-
-#: More bytes are needed before anything else can be parsed.
-NEED_DATA: Final = _Sentinel("NEED_DATA")
-#: The client sent a whole request; the next one waits until ``start_next_cycle``.
-PAUSED: Final = _Sentinel("PAUSED")
-
-
-class ProtocolError(Exception):
-    """The client broke HTTP/1.1 (its fault): answer ``status`` if possible, then close."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-class RequestHead:
-    """A request line and its headers (names lower-cased, values as sent)."""
-
-    __slots__ = ("expects_continue", "headers", "http_version", "method", "target")
-
-    def __init__(
-        self,
-        method: str,
-        target: str,
-        headers: list[tuple[bytes, bytes]],
-        http_version: str,
-        expects_continue: bool,
-    ) -> None:
-        self.method = method
-        self.target = target
-        self.headers = headers
-        self.http_version = http_version
-        self.expects_continue = expects_continue
-
-
-class Body:
-    """A piece of request body."""
-
-    __slots__ = ("data",)
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-
-class EndOfBody:
-    """The request body is complete."""
-
-    __slots__ = ()
-
-
-class ClientClosed:
-    """The client closed its side of the connection."""
-
-    __slots__ = ()
-
-
-_CLIENT_DONE: Final = frozenset({h11.DONE, h11.MUST_CLOSE, h11.CLOSED})
-_END_OF_BODY: Final = EndOfBody()
-_CLIENT_CLOSED: Final = ClientClosed()
-
-Event = RequestHead | Body | EndOfBody | ClientClosed | _Sentinel
-
-# Header-block and request-line limits follow long-standing precedent, never looser than
-# gunicorn's: a 4094-byte request line (gunicorn's limit_request_line; nginx allows 8 KiB),
-# 16 KiB of head (node's --max-http-header-size) and 100 header fields (gunicorn's
-# limit_request_fields).
-DEFAULT_MAX_REQUEST_LINE: Final = 4094
-DEFAULT_MAX_HEADER_BYTES: Final = 16384
-DEFAULT_MAX_HEADER_COUNT: Final = 100
-
-
-_REASONS: Final = {status.value: status.phrase.encode() for status in HTTPStatus}
+_CLIENT_DONE: Final = frozenset({h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.MIGHT_SWITCH_PROTOCOL})  # type: ignore[attr-defined]
+# A client that asked to upgrade waits in MIGHT_SWITCH_PROTOCOL until h11 sees the answer,
+# which it never does here (see the docstring): it is done, and h3green never upgrades.
+_CLIENT_REUSABLE: Final = frozenset({h11.DONE, h11.MIGHT_SWITCH_PROTOCOL})  # type: ignore[attr-defined]
 
 # h11's messages, by prefix, in h3green's words (h11's quote the client's bytes as reprs).
 _MESSAGES: Final = (
@@ -162,17 +90,6 @@ def _message(text: str) -> str:
     return text if text.isprintable() and len(text) < 80 and "bytearray" not in text else "malformed request"
 
 
-_BOTH_LENGTHS: Final = "both Content-Length and Transfer-Encoding"
-
-
-def _codings_status(values: list[bytes]) -> tuple[int, str]:
-    """The answer to Transfer-Encoding *values* that h11 refused (see the module docstring)."""
-    codings = [c.strip().lower() for v in values for c in v.split(b",") if c.strip()]
-    if not codings or codings[-1] != b"chunked" or codings.count(b"chunked") > 1:
-        return 400, "Transfer-Encoding must end with a single chunked"
-    return 501, "only the chunked transfer coding is implemented"
-
-
 def _raw_header_values(head: bytes, name: bytes) -> list[bytes]:
     values = []
     for line in head.split(b"\n")[1:]:
@@ -182,14 +99,18 @@ def _raw_header_values(head: bytes, name: bytes) -> list[bytes]:
     return values
 
 
-def _reason(status: int) -> bytes:
-    return _REASONS.get(status, b"")
+class H11Driver:
+    """One server-side HTTP/1.1 connection, parsed by h11 (the reference driver)."""
 
-
-class Driver:
-    """One server-side HTTP/1.1 connection, as a state machine over bytes."""
-
-    __slots__ = ("_conn", "_raw", "_raw_limit", "max_header_bytes", "max_header_count", "max_request_line")
+    __slots__ = (
+        "_conn",
+        "_framer",
+        "_raw",
+        "_raw_limit",
+        "max_header_bytes",
+        "max_header_count",
+        "max_request_line",
+    )
 
     def __init__(
         self,
@@ -201,12 +122,18 @@ class Driver:
         self.max_request_line = max_request_line
         self.max_header_bytes = max_header_bytes
         self.max_header_count = max_header_count
-        # h11 refuses an *incomplete* head larger than this; complete heads are checked
-        # in _head() because h11 accepts any size that arrives in one read.
-        self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_bytes + max_request_line)
+        self._conn = self._new_connection()
         # The bytes of the head being read (None once it is parsed): see the docstring.
         self._raw: bytearray | None = bytearray()
         self._raw_limit = max_header_bytes + max_request_line
+        self._framer = ResponseFramer()
+
+    def _new_connection(self) -> h11.Connection:
+        # h11 refuses an *incomplete* head larger than this; complete heads are checked
+        # in _head() because h11 accepts any size that arrives in one read.
+        return h11.Connection(
+            h11.SERVER, max_incomplete_event_size=self.max_header_bytes + self.max_request_line
+        )
 
     # -- receiving -----------------------------------------------------------------------
 
@@ -225,34 +152,37 @@ class Driver:
         try:
             event = self._conn.next_event()
         except h11.RemoteProtocolError as exc:
-            status = exc.error_status_hint
-            message = _message(str(exc))
-            if status == 431 and self._raw is None:  # a chunk line or trailers, mid-body
-                status, message = 400, "chunk size line or trailer section too long"
-            elif status == 431 and self._line_too_long():
-                status, message = 414, "request line too long"
-            elif status == 431:
-                message = "header block too large"
-            elif status == 501:  # h11 refused a transfer coding
-                raw = self._raw_head()
-                if _raw_header_values(raw, b"content-length"):
-                    status, message = 400, _BOTH_LENGTHS
-                else:
-                    status, message = _codings_status(_raw_header_values(raw, b"transfer-encoding"))
-            self._raw = None
-            raise ProtocolError(status, message) from None
+            raise self._error(exc) from None
         etype = type(event)
         if etype is h11.Data:
             return Body(event.data)  # type: ignore[union-attr]
         if etype is h11.Request:
             return self._head(event)  # type: ignore[arg-type]
         if etype is h11.EndOfMessage:
-            return _END_OF_BODY
+            return END_OF_BODY
         if event is h11.NEED_DATA:
             return NEED_DATA
         if event is h11.PAUSED:
             return PAUSED
-        return _CLIENT_CLOSED  # h11.ConnectionClosed
+        return CLIENT_CLOSED  # h11.ConnectionClosed
+
+    def _error(self, exc: h11.RemoteProtocolError) -> ProtocolError:
+        status = exc.error_status_hint
+        message = _message(str(exc))
+        if status == 431 and self._raw is None:  # a chunk line or trailers, mid-body
+            status, message = 400, "chunk size line or trailer section too long"
+        elif status == 431 and self._line_too_long():
+            status, message = 414, "request line too long"
+        elif status == 431:
+            message = "header block too large"
+        elif status == 501:  # h11 refused a transfer coding
+            raw = self._raw_head()
+            if _raw_header_values(raw, b"content-length"):
+                status, message = 400, BOTH_LENGTHS
+            else:
+                status, message = codings_status(_raw_header_values(raw, b"transfer-encoding"))
+        self._raw = None
+        return ProtocolError(status, message)
 
     def _line_too_long(self) -> bool:
         buffered = bytes(self._conn.trailing_data[0])
@@ -263,6 +193,7 @@ class Driver:
         raw = self._raw
         if raw is None:  # pragma: no cover - only asked for while a head is being read
             return b""
+        # h11 has parsed a whole head (or refused one): it ends at the first empty line.
         end = raw.find(b"\n\r\n")
         if end == -1:
             end = raw.find(b"\n\n")
@@ -284,61 +215,61 @@ class Driver:
             raise ProtocolError(431, "too many header fields")
         size = 0
         has_cl = has_te = False
+        connection = []
         for name, value in headers:
             size += len(name) + len(value) + 4
             if name == b"content-length":
                 has_cl = True
             elif name == b"transfer-encoding":
                 has_te = True
+            elif name == b"connection":
+                connection.append(value)
         if size > self.max_header_bytes:
             raise ProtocolError(431, "header block too large")
         if has_cl and has_te:
-            raise ProtocolError(400, _BOTH_LENGTHS)
+            raise ProtocolError(400, BOTH_LENGTHS)
         try:
             text_target = target.decode("ascii")
         except UnicodeDecodeError:  # pragma: no cover - h11 refuses such request lines first
             raise ProtocolError(400, "non-ASCII byte in request target") from None
+        version = request.http_version.decode("ascii")
+        # h11's keep-alive rule: HTTP/1.0, or Connection: close.
+        self._framer.request(request.method, version, version != "1.1" or has_token(connection, b"close"))
         return RequestHead(
             request.method.decode("ascii"),
             text_target,
             headers,
-            request.http_version.decode("ascii"),
+            version,
             self._conn.they_are_waiting_for_100_continue,
         )
 
-    # -- sending -------------------------------------------------------------------------
+    # -- sending (see framing) -----------------------------------------------------------
 
     def informational(self, status: int = 100) -> bytes:
         """An interim response (100 Continue), sent when the handler starts reading."""
-        return self._conn.send(h11.InformationalResponse(status_code=status, headers=[]))
+        return self._framer.informational(status)
 
     def head(self, status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
-        """Bytes of the status line and headers.
-
-        Without a Content-Length header h11 frames the body chunked for HTTP/1.1 clients
-        and by closing the connection for HTTP/1.0 ones.
-        """
-        return self._conn.send(h11.Response(status_code=status, headers=headers, reason=_reason(status)))
+        """Bytes of the status line and headers (see ``framing``)."""
+        return self._framer.head(status, headers)
 
     def body(self, data: bytes) -> bytes:
         """Bytes framing one piece of response body (a chunk, when chunked)."""
-        if not data:
-            return b""
-        return self._conn.send(h11.Data(data=data))
+        return self._framer.body(data)
 
     def end(self) -> bytes:
         """Bytes ending the response body (the zero chunk, when chunked)."""
-        return self._conn.send(h11.EndOfMessage())
+        return self._framer.end()
 
     def send_failed(self) -> None:
         """The socket write failed: the connection cannot be reused."""
-        self._conn.send_failed()
+        self._framer.failed()
 
     # -- cycle ---------------------------------------------------------------------------
 
     @property
     def response_started(self) -> bool:
-        return self._conn.our_state is not h11.SEND_RESPONSE and self._conn.our_state is not h11.IDLE
+        return self._framer.state != IDLE
 
     @property
     def request_done(self) -> bool:
@@ -354,12 +285,20 @@ class Driver:
     @property
     def can_reuse(self) -> bool:
         """Both sides are done and neither asked to close: another request may follow."""
-        return self._conn.our_state is h11.DONE and self._conn.their_state is h11.DONE
+        return self._framer.done and self._conn.their_state in _CLIENT_REUSABLE
 
     def start_next_cycle(self) -> None:
-        self._conn.start_next_cycle()
+        if not self.can_reuse:
+            raise RuntimeError("the connection cannot carry another request")
+        data, closed = self._conn.trailing_data
+        self._conn = self._new_connection()
+        self._framer.next_cycle()
         # A pipelined next request may already be buffered: its head starts here.
-        self._raw = bytearray(self._conn.trailing_data[0][: self._raw_limit + 1])
+        self._raw = bytearray(data[: self._raw_limit + 1])
+        if data:
+            self._conn.receive_data(bytes(data))
+        if closed:
+            self._conn.receive_data(b"")
 
     @property
     def trailing_data(self) -> tuple[bytes, bool]:

@@ -1,0 +1,203 @@
+"""Writing one response on a connection: the wire headers, a fixed body, a streamed one.
+
+Strategy: a fixed body goes out with its head in one ``sendall`` (separate small writes
+meet Nagle's algorithm and the peer's delayed ACK). A streamed body's head is held back
+until its first piece exists, so an iterable that fails at once still gets a proper 500
+instead of a truncated 200. An SSE response sends its head, then runs as a
+``_stream.Stream`` until the stream ends.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Final
+
+from ._h1.events import NO_BODY_STATUSES
+from ._stream import Stream
+from ._wire import date_header, error_body, simple_response
+from .errors import HTTPError
+from .response import Response, SSEResponse, close_body, error_response
+
+if TYPE_CHECKING:
+    from ._connection import Connection
+    from .event import H3Event
+
+__all__ = ["log_access", "reject", "send_response"]
+
+logger = logging.getLogger("h3green")
+access_logger = logging.getLogger("h3green.access")
+
+# The server frames bodies itself; these from a handler would contradict it.
+_FRAMING_HEADERS: Final = frozenset({"content-length", "transfer-encoding"})
+# Error statuses that leave an unread request body unreadable or not worth draining.
+_UNREAD_BODY_CLOSES: Final = frozenset({400, 408, 413})
+
+
+def _add_server_header(conn: Connection, headers: list[tuple[bytes, bytes]]) -> None:
+    server_header = conn.config.server_header
+    if server_header:
+        headers.append((b"server", server_header.encode("latin-1")))
+
+
+def _wire_headers(conn: Connection, response: Response) -> list[tuple[bytes, bytes]]:
+    headers = [
+        (name.encode("latin-1"), value.encode("latin-1"))
+        for name, value in response.headers.items()
+        if name not in _FRAMING_HEADERS
+    ]
+    headers.append((b"date", date_header()))
+    _add_server_header(conn, headers)
+    driver = conn.driver
+    if conn.closing or (
+        not driver.request_done and (response.status in _UNREAD_BODY_CLOSES or driver.client_failed)
+    ):
+        # Tell the client before closing: a body we will not read (too large, too slow,
+        # malformed) ends the connection, as does shutdown.
+        headers.append((b"connection", b"close"))
+    return headers
+
+
+def send_response(conn: Connection, event: H3Event, response: Response) -> bool:
+    """Write *response*; False when the connection must close at once."""
+    driver = conn.driver
+    if driver.response_started:  # pragma: no cover - defensive
+        return False
+    if isinstance(response, SSEResponse):
+        return _run_stream(conn, event, response)
+    status = response.status
+    headers = _wire_headers(conn, response)
+    body = response.body
+    timeout = conn.config.write_timeout
+    try:
+        if type(body) is bytes:
+            no_body = status in NO_BODY_STATUSES or status < 200
+            if not no_body:
+                headers.append((b"content-length", str(len(body)).encode()))
+            if no_body or event.method == "HEAD":
+                data = driver.head(status, headers) + driver.end()
+            else:
+                # One sendall for head and body: see the module docstring.
+                data = driver.head(status, headers) + driver.body(body) + driver.end()
+            event.mark_head_sent()
+            conn.send(data, timeout)
+            log_access(conn, event, status, len(body))
+            return True
+        assert not isinstance(body, bytes)
+        length = getattr(body, "content_length", None)
+        if length is not None:  # a body that knows its length (a file) is not chunked
+            headers.append((b"content-length", b"%d" % length))
+        return _send_streamed(conn, event, status, headers, body)
+    except OSError:
+        driver.send_failed()
+        log_access(conn, event, status, 0)
+        return False
+
+
+def _send_streamed(
+    conn: Connection,
+    event: H3Event,
+    status: int,
+    headers: list[tuple[bytes, bytes]],
+    body: Iterable[bytes],
+) -> bool:
+    driver = conn.driver
+    timeout = conn.config.write_timeout
+    sent = 0
+    try:
+        iterator = iter(body)
+        # Hold the head back until the first piece exists: see the module docstring.
+        first = b"" if event.method == "HEAD" else next(iterator, b"")
+    except HTTPError as exc:
+        close_body(body)
+        return send_response(conn, event, error_response(exc))
+    except Exception:
+        logger.exception("streamed response body of %s %s failed", event.method, event.target)
+        close_body(body)
+        return send_response(conn, event, error_response(None, conn.app.debug))
+    try:
+        data = driver.head(status, headers)
+        event.mark_head_sent()
+        if first:
+            data += driver.body(first)
+            sent += len(first)
+            conn.send(data, timeout)
+            for piece in iterator:
+                if piece:
+                    sent += len(piece)
+                    conn.send(driver.body(piece), timeout)
+            data = b""
+        conn.send(data + driver.end(), timeout)
+    except OSError:
+        driver.send_failed()
+        return False
+    except Exception:
+        # The head is on the wire: the only honest signal left is an incomplete body.
+        logger.exception("streamed response body of %s %s failed", event.method, event.target)
+        driver.send_failed()
+        return False
+    finally:
+        close_body(body)
+        log_access(conn, event, status, sent)
+    return True
+
+
+def _run_stream(conn: Connection, event: H3Event, response: SSEResponse) -> bool:
+    driver = conn.driver
+    try:
+        # PERF: no local holds the wire headers (~0.5 KiB) for the stream's life.
+        conn.send(driver.head(response.status, _wire_headers(conn, response)), conn.config.write_timeout)
+    except OSError:
+        driver.send_failed()
+        return False
+    event.mark_head_sent()
+    log_access(conn, event, response.status, 0)
+    stream = conn.stream = Stream(conn, event)
+    try:
+        stream.run(response, event.method)
+    finally:
+        conn.stream = None
+    return not conn.closed
+
+
+def reject(conn: Connection, status: int, message: str) -> None:
+    """Answer a request the client got wrong, then let the connection close."""
+    try:
+        body = error_body(status, message)
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+            (b"date", date_header()),
+        ]
+        _add_server_header(conn, headers)
+        driver = conn.driver
+        data = driver.head(status, headers) + driver.body(body) + driver.end()
+    except Exception:
+        # The driver cannot frame a response in this state (say, mid-body); use our own.
+        data = simple_response(status, message)
+    try:
+        conn.send(data, conn.config.write_timeout)
+    except OSError:
+        return
+    finally:
+        log_access(conn, None, status, 0)
+    conn.linger()
+
+
+def log_access(conn: Connection, event: H3Event | None, status: int, length: int) -> None:
+    """One INFO line on ``h3green.access`` (when ``access_log`` is on)."""
+    if conn.config.access_log and access_logger.isEnabledFor(logging.INFO):
+        remote = conn.addr[0] if conn.addr else "-"
+        if event is None:
+            access_logger.info('%s - "-" %d -', remote, status)
+        else:
+            access_logger.info(
+                '%s - "%s %s HTTP/%s" %d %d',
+                remote,
+                event.method,
+                event.target,
+                event.http_version,
+                status,
+                length,
+            )
