@@ -9,7 +9,7 @@
     chat = Channel("chat", backend=backend, history=1000)
 
 Strategy: the stream ``<prefix><channel name>`` is the channel's log. ``publish`` is one
-``XADD ... MAXLEN ~ history`` on a pooled connection; the entry holds the event already
+``XADD ... MAXLEN ~ history`` (batched with concurrent ones, ``_redis_publish.py``); the entry holds the event already
 encoded, without its id (field ``d``; no pickle), and the entry id Redis assigns is the
 event id every client sees, monotonic across every publisher. One reader greenlet per
 backend per process runs a blocking ``XREAD`` over the keys of the channels that have
@@ -55,6 +55,7 @@ from redis.retry import Retry
 
 from . import _redis_log as _log
 from ._redis_log import DATA, GAP, LIVE, StreamId, framed, parse_id, successor
+from ._redis_publish import Publisher
 from .errors import ChannelUnavailable
 from .sse import encode_event
 
@@ -103,8 +104,9 @@ class RedisBackend:
     *url* is passed to redis-py: ``redis://[:password@]host:port/db``, ``rediss://`` for
     TLS, ``unix:///path/to/redis.sock``; *redis_options* go to its connections too.
     *prefix* starts every key (``h3green:chat``). ``publish`` gives up after *timeout*
-    seconds (``ChannelUnavailable``) and refuses events larger than *max_event_bytes*
-    encoded (``ValueError``). The reader's ``XREAD`` blocks at most *block* seconds, takes
+    seconds or when *max_pending* events already wait to be sent (``ChannelUnavailable``),
+    and refuses events larger than *max_event_bytes* encoded (``ValueError``); concurrent
+    publishes of a process go out together, in one pipeline. The reader's ``XREAD`` blocks at most *block* seconds, takes
     at most *read_count* entries per key, waits *coalesce* seconds after a read that
     brought entries (so a burst wakes listeners once, not per event), and reconnects after
     ``reconnect_min`` doubling up to ``reconnect_max`` seconds.
@@ -118,6 +120,7 @@ class RedisBackend:
         timeout: float = 2.0,
         max_event_bytes: int = 64 * 1024,
         pool_size: int = 32,
+        max_pending: int = 10_000,
         block: float = 5.0,
         read_count: int = 1000,
         coalesce: float = 0.002,
@@ -125,8 +128,10 @@ class RedisBackend:
         reconnect_max: float = 5.0,
         **redis_options: Any,
     ) -> None:
-        if timeout <= 0 or block <= 0 or max_event_bytes < 1 or pool_size < 1 or read_count < 1:
-            raise ValueError("timeout, block, max_event_bytes, pool_size and read_count must be positive")
+        if min(timeout, block, max_event_bytes, pool_size, max_pending, read_count) <= 0:
+            raise ValueError(
+                "timeout, block, max_event_bytes, pool_size, max_pending and read_count must be positive"
+            )
         if coalesce < 0:
             raise ValueError("coalesce must be >= 0 seconds")
         if not 0 < reconnect_min <= reconnect_max:
@@ -155,6 +160,7 @@ class RedisBackend:
         # redis-py's precise reply types (bytes | str | None...) do not know that replies are
         # bytes here (decode_responses is off): the commands go through untyped handles.
         self._pooled: Any = self.redis
+        self._publisher = Publisher(self._pooled, max_pending=max_pending)
         # The reader's own connection: no socket timeout (a blocking XREAD is silent for
         # up to ``block`` seconds); keepalive notices a peer that vanished.
         self._reader: Any = redis.Redis(
@@ -221,9 +227,7 @@ class RedisBackend:
         timer = gevent.Timeout(self.timeout)
         timer.start()
         try:
-            entry_id = self._pooled.xadd(
-                self.key(channel), fields, maxlen=channel.max_history, approximate=True
-            )
+            entry_id = self._publisher.send(self.key(channel), fields, channel.max_history)
         except (redis.RedisError, gevent.Timeout) as exc:
             if isinstance(exc, gevent.Timeout) and exc is not timer:
                 raise
@@ -232,7 +236,7 @@ class RedisBackend:
             ) from None
         finally:
             timer.close()
-        return cast(bytes, entry_id).decode()
+        return entry_id.decode()
 
     def join(
         self,
@@ -298,6 +302,7 @@ class RedisBackend:
         greenlet, self._greenlet = self._greenlet, None
         if greenlet is not None:
             greenlet.kill()
+        self._publisher.close()
         self._reader.close()
         self._reader.connection_pool.disconnect()
         self.redis.close()

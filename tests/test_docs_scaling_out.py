@@ -40,7 +40,7 @@ def test_the_doc_app_and_script(gunicorn: StartGunicorn, redis_server: RedisServ
     command = re.search(r"REDIS_URL=\S+ (gunicorn .*) app:app", DOC.read_text())
     assert command is not None and "-k h3green.workers.H3Worker" in command[1]
     server = gunicorn("app:app", H3WORKER, "-w", "2", env={"REDIS_URL": redis_server.url})
-    server.wait_for(r"Booting worker with pid", count=2)
+    server.wait_for(r"h3green listening on", count=2)
     env = {**os.environ, "REDIS_URL": redis_server.url, "PYTHONPATH": str(REPO)}
 
     def publish(title: str) -> str:

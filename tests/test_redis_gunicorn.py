@@ -80,11 +80,15 @@ CLIENTS = 60
 class Stream:
     def __init__(self, address: tuple[str, int], last_event_id: str | None = None) -> None:
         self.client = RawClient(address, timeout=CLIENT_TIMEOUT)
-        headers = [("last-event-id", last_event_id)] if last_event_id else []
-        assert self.client.open("GET", "/stream", headers=headers).status_code == 200
-        self.events: Iterator[ServerSentEvent] = self.client.events()
-        hello = next(self.events)
-        assert hello.event == "hello"
+        try:
+            headers = [("last-event-id", last_event_id)] if last_event_id else []
+            assert self.client.open("GET", "/stream", headers=headers).status_code == 200
+            self.events: Iterator[ServerSentEvent] = self.client.events()
+            hello = next(self.events)
+            assert hello.event == "hello"
+        except BaseException:
+            self.client.close()
+            raise
         self.pid = hello.data
 
     def until(self, data: str) -> list[tuple[str | None, str]]:
@@ -105,6 +109,15 @@ def fetch(address: tuple[str, int], method: str, target: str, body: bytes = b"")
     return status, answer
 
 
+@pytest.fixture
+def opened() -> Iterator[list[Stream]]:
+    """The test's streams, closed at the end whatever happened."""
+    streams: list[Stream] = []
+    yield streams
+    for stream in streams:
+        stream.client.close()
+
+
 def publish(address: tuple[str, int], text: str) -> tuple[str, str]:
     status, body = fetch(address, "POST", "/publish", text.encode())
     assert status == 200, body
@@ -116,12 +129,13 @@ def test_events_reach_every_client_of_every_worker(
     gunicorn: StartGunicorn,
     redis_server: RedisServer,
     tmp_path: Path,
+    opened: list[Stream],
 ) -> None:
     (tmp_path / "fanout_app.py").write_text(FANOUT_APP)
     server = gunicorn("fanout_app:app", H3WORKER, "-w", str(WORKERS), env={"REDIS_URL": redis_server.url})
-    server.wait_for(r"Booting worker with pid", count=WORKERS)
+    server.wait_for(r"h3green listening on", count=WORKERS)  # every worker accepts
     address = server.address
-    streams: list[Stream] = []
+    streams = opened
     for _ in range(300):  # the kernel picks the worker: open until each has some
         streams.append(Stream(address))
         if len(streams) >= CLIENTS and len({s.pid for s in streams}) == WORKERS:
@@ -175,6 +189,7 @@ def test_events_reach_every_client_of_every_worker(
     back = None
     for _ in range(100):
         candidate = Stream(address, last_event_id=last_seen)
+        opened.append(candidate)
         if candidate.pid != leaving.pid:
             back = candidate
             break
@@ -183,24 +198,24 @@ def test_events_reach_every_client_of_every_worker(
     live = publish(address, "live")[1]
     got = back.until("live")
     assert got == [*((i, f"missed{n}") for n, i in enumerate(missed)), (live, "live")]
-    for stream in [*streams, back]:
-        stream.client.close()
 
 
 def test_redis_killed_and_restarted_under_open_streams(
     gunicorn: StartGunicorn,
     redis_server: RedisServer,
     tmp_path: Path,
+    opened: list[Stream],
 ) -> None:
     (tmp_path / "fanout_app.py").write_text(FANOUT_APP)
     server = gunicorn("fanout_app:app", H3WORKER, "-w", "2", env={"REDIS_URL": redis_server.url})
-    server.wait_for(r"Booting worker with pid", count=2)
+    server.wait_for(r"h3green listening on", count=2)
     address = server.address
-    streams: list[Stream] = []
+    streams = opened
     for _ in range(100):
         streams.append(Stream(address))
         if len(streams) >= 10 and len({s.pid for s in streams}) == 2:
             break
+    assert len({s.pid for s in streams}) == 2
     warm = gevent.spawn(lambda: [s.until("sync") for s in streams])
     while not warm.ready():
         publish(address, "sync")
@@ -240,5 +255,3 @@ def test_redis_killed_and_restarted_under_open_streams(
         ]
     assert tuple(map(int, after.split("-"))) > tuple(map(int, before.split("-")))
     assert server.log.count("unreachable") == 2, server.log  # one line per worker, not per attempt
-    for stream in streams:
-        stream.client.close()
