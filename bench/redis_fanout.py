@@ -6,7 +6,7 @@
 Strategy: two servers under gunicorn with ``h3green.workers.H3Worker``, one after the
 other, measured the same way by one client process (one selector over every stream):
 
-* ``memory, 1 worker``: ``Channel(history=1000)`` in one process;
+* ``memory, 1 worker``: ``Channel(history=20_000)`` in one process;
 * ``redis, 4 workers``: ``Channel("bench", backend=RedisBackend(...))`` in each of four
   workers, over a ``redis-server`` this script starts (no persistence, ephemeral port).
 
@@ -48,15 +48,15 @@ if os.environ.get("H3GREEN_FANOUT_APP"):
     from h3green.sse import Channel
 
     app = H3()
-    # Queues deep enough for a burst published without a pause (the figure is the
-    # channel's throughput, not its slow-subscriber policy).
+    # Queues and a log deep enough for a burst published without a pause (the figure is
+    # the channel's throughput, not its slow-subscriber policy or its trimming).
     queues = {"max_queue_events": 100_000, "max_queue_bytes": 64 << 20}
     if os.environ.get("REDIS_URL"):
         from h3green.redis import RedisBackend
 
-        channel = Channel("bench", backend=RedisBackend(os.environ["REDIS_URL"]), history=1000, **queues)
+        channel = Channel("bench", backend=RedisBackend(os.environ["REDIS_URL"]), history=20_000, **queues)
     else:
-        channel = Channel(history=1000, **queues)
+        channel = Channel(history=20_000, **queues)
 
     @app.get("/stream")
     def stream(event: H3Event) -> None:

@@ -25,8 +25,9 @@ is positioned by the reader at the stream's last entry; the reader is woken for 
 ``CLIENT UNBLOCK`` (and its ``XREAD`` has a block timeout, so it rereads its keys anyway).
 
 Failures: the reader reconnects with bounded exponential back-off and logs once per state
-change. On reconnect it checks that the entry it read last still exists; when Redis lost
-it (a restart without persistence, or trimming while away), listeners get a gap notice,
+change. On reconnect (and after a read as long as the history) it checks that the entry
+it read last still exists; when Redis lost it (a restart without persistence, or
+trimming while it was away or behind), listeners get a gap notice,
 and when the stream now ends below it, a marker entry (field ``g``) is added after it so
 ids never go backwards; replays turn markers into gap notices too. ``store=False`` events
 are entries flagged ``l``: delivered live, skipped by replays. ``publish`` raises
@@ -416,6 +417,10 @@ class RedisBackend:
         # PERF: everything this read brought for the key becomes one payload, fanned out
         # once: a subscriber's queue grows by one item per read, not per event.
         parts: list[bytes | None] = []
+        if len(entries) >= min(self.read_count, state.maxlen) and self._trimmed_past(key, state.last_id):
+            # This reader fell behind by more than the stream keeps: say so.
+            parts.append(None)
+            state.after_gap = True
         for entry_id, fields in entries:
             if GAP in fields:
                 if not state.after_gap:
@@ -427,6 +432,18 @@ class RedisBackend:
         state.last_id = entries[-1][0]
         if parts:
             self._fan_out(state, parts)
+
+    def _trimmed_past(self, key: str, last_id: bytes | None) -> bool:
+        """Whether trimming may have removed entries after *last_id* before we read them.
+
+        Asked only when a read brought about ``history`` entries or more (trimming keeps
+        at least that many, so a smaller read cannot follow a loss): if the entry we read
+        last is gone, so may be some after it. Conservative: a reader that far behind
+        tells its listeners to reload.
+        """
+        if last_id is None or last_id == b"0-0":
+            return False
+        return not self._reader.xrange(key, last_id, last_id, count=1)
 
     def _fan_out(self, state: _Key, parts: list[bytes | None]) -> None:
         for channel in list(state.channels):

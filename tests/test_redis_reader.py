@@ -322,3 +322,41 @@ def test_a_listener_still_joining_keeps_the_key_read(redis_backend: RedisBackend
         writer.close()
     gevent.joinall([greenlet0, greenlet2], timeout=5)
     assert "keys=0" in repr(redis_backend)
+
+
+def test_a_reader_that_fell_behind_the_trimming_sends_a_gap_notice(
+    redis_server: RedisServer, cooperative_redis: None
+) -> None:
+    # The reader pauses half a second after each read (as a busy process would be late),
+    # and the stream is trimmed past its position meanwhile, on the same connection.
+    with RedisBackend(redis_server.url, coalesce=0.5) as backend:
+        channel = Channel("room", backend=backend, history=5)
+        writer, transport = writer_for()
+        greenlet = listening(channel, writer)
+        wait_until(lambda: len(channel) == 1, 5, "the subscriber")
+        first = channel.publish("m0")
+        wait_for(transport, 1)
+        ids = [channel.publish(f"m{n}") for n in range(1, 40)]
+        got = wait_for(transport, 7)
+        assert got[0] == {"id": first, "data": "m0"} and got[1] == GAP
+        rest = got[2:]
+        assert rest == [{"id": ids[n - 1], "data": f"m{n}"} for n in range(40 - len(rest), 40)]
+        # A read smaller than the history does not ask: no notice without a loss.
+        last = channel.publish("m40")
+        assert wait_for(transport, len(got) + 1)[-1] == {"id": last, "data": "m40"}
+        writer.close()
+        greenlet.join(5)
+
+
+def test_a_big_first_read_of_a_new_stream_is_no_gap(redis_backend: RedisBackend, raw: Any) -> None:
+    channel = Channel("fresh", backend=redis_backend, history=5)
+    writer, transport = writer_for()
+    greenlet = listening(channel, writer)
+    wait_until(lambda: len(channel) == 1, 5, "the subscriber")  # positioned at 0-0: no stream yet
+    with raw.pipeline(transaction=True) as pipe:  # ten entries land at once, in one read
+        for n in range(10):
+            pipe.xadd("h3green:fresh", {"d": f"data: m{n}\n\n".encode()})
+        ids = [i.decode() for i in pipe.execute()]
+    assert wait_for(transport, 10) == [{"id": ids[n], "data": f"m{n}"} for n in range(10)]
+    writer.close()
+    greenlet.join(5)
