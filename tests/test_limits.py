@@ -348,20 +348,6 @@ def test_rejection_fallbacks_over_the_memory_socket() -> None:
     reject(conn, 400, "bad")
 
 
-def test_a_connection_that_starts_during_shutdown_reads_nothing() -> None:
-    from h3green._listener import Registry as _Registry
-    from h3green.server import Connection
-    from h3green.testing import _MemorySocket
-
-    registry = _Registry()
-    registry.closing = True
-    sock = _MemorySocket()
-    sock.inbound.put(GET % b"/ping")
-    Connection(sock, ("127.0.0.1", 1), make_app(), Config(access_log=False), registry).run()
-    assert sock.closed and not registry
-    assert sock.inbound.qsize() == 1  # the request was never read
-
-
 def test_a_stream_is_exempt_from_the_idle_and_head_timeouts(serve: object) -> None:
     def slow_ticks(writer: SSEWriter) -> None:
         with writer:
