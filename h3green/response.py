@@ -218,7 +218,7 @@ def to_response(value: Any, event: H3Event, dumps: Callable[[Any], bytes] = json
                 "a handler that called start_sse() must return None or an EventStream, "
                 f"not {type(value).__name__}"
             )
-        return SSEResponse(event._stream_callback, event.res.status or 200, heartbeat=event._sse_heartbeat)
+        return SSEResponse(event.stream_callback, event.res.status or 200, heartbeat=event.sse_heartbeat)
     staged = event.res.headers
     # A Content-Type the handler staged beats the one its plain return value implies.
     media_type = staged.get("content-type") if staged else None
@@ -243,6 +243,28 @@ def merge_staged(response: Response, event: H3Event) -> Response:
             [item for item in staged.items() if item[0] == "set-cookie" or item[0] not in own] + own.items()
         )
     return response
+
+
+def hold_head(
+    body: Iterable[bytes], event: H3Event, debug: bool = False
+) -> tuple[bytes | None, Iterator[bytes]] | Response:
+    """Pull a streamed body's first piece before its head is sent (native server and WSGI).
+
+    Holding the head back until the first piece exists means an iterable that fails at
+    once still gets an honest error response instead of a truncated 200. Returns the
+    first piece (None when the body is empty) and the iterator for the rest, or the error
+    ``Response`` to send instead (the body is then closed, and an unhandled failure logged).
+    """
+    try:
+        iterator = iter(body)
+        return next(iterator, None), iterator
+    except HTTPError as exc:
+        close_body(body)
+        return error_response(exc)
+    except Exception:
+        logger.exception("streamed response body of %s %s failed", event.method, event.target)
+        close_body(body)
+        return error_response(None, debug)
 
 
 def error_response(exc: HTTPError | None, debug: bool = False) -> Response:

@@ -544,28 +544,29 @@ def test_closing_a_body_that_fails_is_logged(caplog: pytest.LogCaptureFixture) -
     assert "closing a response body failed" in caplog.text
 
 
-def test_closing_iterator_is_its_own_iterator() -> None:
-    from h3green.wsgi_adapter import _ClosingIterator
+def test_held_body_is_its_own_iterator() -> None:
+    from h3green.wsgi_adapter import _HeldBody
 
-    iterator = _ClosingIterator([b"x"])
+    rest = iter([b"y"])
+    iterator = _HeldBody(b"x", rest, [b"x", b"y"])
     assert iter(iterator) is iterator
-    assert list(iterator) == [b"x"]
+    assert list(iterator) == [b"x", b"y"]
 
 
 def test_sse_transport_after_close_and_full_finish() -> None:
     from h3green import ConnectionLost
-    from h3green.wsgi_adapter import _END, _QueueTransport
+    from h3green._wsgi_stream import END, QueueTransport
 
-    transport = _QueueTransport(1, 0)
+    transport = QueueTransport(1, 0)
     transport.send(b"data: 1\n\n")
     transport.finish()  # the queue is full: the flag alone ends the body
     assert transport.finished and transport.queue.get() == b"data: 1\n\n"
     transport.closed = True
     with pytest.raises(ConnectionLost):
         transport.send(b"data: 2\n\n")
-    empty = _QueueTransport(1, 0)
+    empty = QueueTransport(1, 0)
     empty.finish()
-    assert empty.queue.get() is _END
+    assert empty.queue.get() is END
 
 
 def test_sse_without_heartbeat_waits_for_events() -> None:
