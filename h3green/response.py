@@ -270,7 +270,7 @@ def hold_head(
 def error_response(exc: HTTPError | None, debug: bool = False) -> Response:
     """The JSON error body for *exc*, or for an unhandled exception when *exc* is None."""
     if exc is not None:
-        return Response(exc.to_json(), exc.status, exc.headers)
+        return Response(exc.to_dict(), exc.status, exc.headers)
     body: dict[str, Any] = {"status": 500, "unhandled": True, "message": "Internal Server Error"}
     if debug:
         body["stack"] = traceback.format_exc().splitlines()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypedDict, Unpack
 from urllib.parse import quote
 
 from ._h1.events import NO_BODY_STATUSES
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from .app import H3
 
-__all__ = ["WSGIAdapter", "WSGIConfig", "event_from_environ", "serve_wsgi"]
+__all__ = ["WSGIAdapter", "WSGIConfig", "WSGIOptions", "event_from_environ", "serve_wsgi"]
 
 # RFC 9110 §7.6.1: connection-specific fields belong to the server that frames the
 # response; PEP 3333 forbids an application to send them.
@@ -71,6 +71,15 @@ class WSGIConfig:
             raise ValueError(f"sse_queue_size must be at least 1, got {self.sse_queue_size}")
         if self.max_body_size < 0 or self.sse_heartbeat < 0 or self.sse_send_timeout < 0:
             raise ValueError("max_body_size, sse_heartbeat and sse_send_timeout must be >= 0")
+
+
+class WSGIOptions(TypedDict, total=False):
+    """``WSGIConfig``'s fields as keyword options of ``WSGIAdapter`` (kept in step by a test)."""
+
+    max_body_size: int
+    sse_heartbeat: float
+    sse_send_timeout: float
+    sse_queue_size: int
 
 
 _DEFAULT_CONFIG: Final = WSGIConfig()
@@ -179,19 +188,25 @@ def _status_line(status: int) -> str:
 class WSGIAdapter:
     """``app`` as a WSGI application with options: ``WSGIAdapter(app, max_body_size=...)``.
 
-    Options are the fields of ``WSGIConfig``. ``app(environ, start_response)`` itself
-    uses the defaults.
+    Options are the fields of ``WSGIConfig`` (``WSGIOptions``), one by one, as a
+    ``config``, or both (the keywords replace the config's fields); an unknown one is a
+    ``TypeError`` here. ``app(environ, start_response)`` itself uses the defaults.
     """
 
     __slots__ = ("app", "config")
 
-    def __init__(self, app: H3, **options: Any) -> None:
+    def __init__(self, app: H3, *, config: WSGIConfig | None = None, **options: Unpack[WSGIOptions]) -> None:
         from .app import H3
 
         if not isinstance(app, H3):
             raise TypeError(f"WSGIAdapter serves an H3 app, got {app!r}")
         self.app = app
-        self.config = WSGIConfig(**options)
+        if config is None:
+            self.config = WSGIConfig(**options)
+        elif not isinstance(config, WSGIConfig):
+            raise TypeError(f"config must be a WSGIConfig, got {config!r}")
+        else:
+            self.config = dataclasses.replace(config, **options) if options else config
 
     def __repr__(self) -> str:
         return f"<WSGIAdapter {self.app!r}>"

@@ -167,7 +167,6 @@ def test_static_route() -> None:
     assert m.handler == "users"
     assert m.params == {}
     assert m.allowed == ()
-    assert m.head_fallback is False
     assert r.match("GET", "/users/list/all").handler == "all"
     assert r.match("GET", "/users/list").handler is None
 
@@ -374,12 +373,10 @@ def test_head_falls_back_to_get() -> None:
     r.add("GET", "/p/:x", "pget")
     m = r.match("HEAD", "/a")
     assert m.handler == "get"
-    assert m.head_fallback is True
     m = r.match("HEAD", "/p/1")
     assert m.handler == "pget"
-    assert m.head_fallback is True
     assert m.params == {"x": "1"}
-    assert r.match("GET", "/a").head_fallback is False
+    assert r.match("GET", "/a").handler == "get"
 
 
 def test_explicit_head_wins_over_get() -> None:
@@ -391,7 +388,6 @@ def test_explicit_head_wins_over_get() -> None:
     for path, expected in [("/a", "head"), ("/p/1", "phead")]:
         m = r.match("HEAD", path)
         assert m.handler == expected
-        assert m.head_fallback is False
 
 
 def test_any_method_wins_over_head_fallback() -> None:
@@ -403,7 +399,6 @@ def test_any_method_wins_over_head_fallback() -> None:
     for path, expected in [("/a", "any"), ("/p/1", "pany")]:
         m = r.match("HEAD", path)
         assert m.handler == expected
-        assert m.head_fallback is False
 
 
 def test_head_without_get_is_405() -> None:
@@ -436,7 +431,6 @@ def test_405_allowed_sorted_with_head() -> None:
     assert m.handler is None
     assert m.allowed == ("DELETE", "GET", "HEAD", "POST")
     assert m.params == {}
-    assert m.head_fallback is False
 
 
 def test_405_does_not_add_options() -> None:
@@ -471,7 +465,6 @@ def test_method_falls_through_to_lower_precedence_node() -> None:
     # HEAD is served by the static GET route (fallback), not the catch-all.
     m = r.match("HEAD", "/files/readme")
     assert m.handler == "readme"
-    assert m.head_fallback is True
 
 
 def test_method_falls_through_static_to_param() -> None:
@@ -659,15 +652,13 @@ def test_handlers_of_any_type() -> None:
 
 
 def test_route_match_repr_and_slots() -> None:
-    m: RouteMatch[str] = RouteMatch("h", {"x": "1"}, (), True)
-    assert (
-        repr(m)
-        == "RouteMatch(handler='h', params={'x': '1'}, allowed=(), head_fallback=True)"
-    )
+    m: RouteMatch[str] = RouteMatch("h", {"x": "1"}, (), "/p/:x")
+    assert repr(m) == "RouteMatch(handler='h', params={'x': '1'}, allowed=())"
+    assert m.pattern == "/p/:x"
     assert not hasattr(m, "__dict__")
     default = RouteMatch[str](None, {})
     assert default.allowed == ()
-    assert default.head_fallback is False
+    assert default.pattern is None
     assert not hasattr(Router[str](), "__dict__")
 
 
