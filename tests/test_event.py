@@ -3,6 +3,7 @@ context, http_version, and the staged response API."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -166,11 +167,12 @@ class _OneShot:
 def test_staged_changes_after_the_head_was_sent_raise() -> None:
     event = H3Event("GET", "/", Headers())
     event.mark_head_sent()
-    for call in (
+    calls: list[Callable[[], None]] = [
         lambda: event.set_header("x", "1"),
         lambda: event.append_header("x", "1"),
         lambda: event.set_status(200),
-    ):
+    ]
+    for call in calls:
         with pytest.raises(ResponseAlreadySent, match="the response head was already sent"):
             call()
 

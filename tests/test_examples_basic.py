@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from live_helpers import free_port
+from helpers import free_port
 
 from h3green.testing import TestClient
 

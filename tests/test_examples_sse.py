@@ -19,7 +19,7 @@ import gevent
 import httpx
 import httpx_sse
 import pytest
-from live_helpers import free_port, wait_until
+from helpers import free_port, wait_until
 
 from examples import chat, counter, llm_stream
 from h3green.testing import TestClient

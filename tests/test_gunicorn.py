@@ -1,7 +1,7 @@
 """Real gunicorn processes: ``-k h3green.workers.H3Worker`` and ``-k gevent`` (the WSGI path).
 
 Each test starts ``python -m gunicorn`` on an ephemeral port in its own process group, and
-the fixture kills the group whatever happens. Clients are ``live_helpers.RawClient`` (h11
+the fixture kills the group whatever happens. Clients are ``helpers.RawClient`` (h11
 over gevent sockets), so a hundred of them share this process's loop without monkey patching.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import gevent
 import pytest
-from live_helpers import RawClient
+from helpers import RawClient
 
 pytestmark = pytest.mark.live
 
@@ -171,7 +171,7 @@ def gunicorn(tmp_path: Path) -> Iterator[StartGunicorn]:
         server.proc.wait(10)
 
 
-# -- clients: h11 over gevent sockets (live_helpers.RawClient) ------------------------------
+# -- clients: h11 over gevent sockets (helpers.RawClient) ------------------------------
 
 #: Generous: a hundred streams and a gunicorn master share two cores.
 CLIENT_TIMEOUT = 10.0

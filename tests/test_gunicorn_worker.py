@@ -16,9 +16,9 @@ from typing import Any
 import gevent
 import pytest
 from gevent import socket as gsocket
-from gunicorn.config import Config as GunicornConfig
-from gunicorn.glogging import Logger
-from live_helpers import RawClient
+from gunicorn.config import Config as GunicornConfig  # type: ignore[import-untyped]
+from gunicorn.glogging import Logger  # type: ignore[import-untyped]
+from helpers import RawClient
 from test_gunicorn import CLIENT_TIMEOUT, get
 
 from h3green import H3, H3Event, SSEWriter, wsgi_mount

@@ -25,7 +25,8 @@ import pytest
 
 import h3green
 
-pytestmark = pytest.mark.live
+# Seconds each (a build, a benchmark run): deselect with -m "not slow" for a quick loop.
+pytestmark = [pytest.mark.live, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = "Scripts" if sys.platform == "win32" else "bin"

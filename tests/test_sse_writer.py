@@ -50,14 +50,6 @@ def make_writer(transport: Any = None, headers: dict[str, str] | None = None) ->
     return SSEWriter(transport or FakeTransport(), event)
 
 
-def wait_for(condition: Any, timeout: float = 2.0) -> None:
-    deadline = gevent.get_hub().loop.now() + timeout
-    while not condition():
-        if gevent.get_hub().loop.now() > deadline:
-            raise AssertionError("condition not met in time")
-        gevent.sleep(0.005)
-
-
 # -- the writer on its own ------------------------------------------------------------------
 
 
@@ -193,7 +185,7 @@ def test_handler_returns_before_the_callback_runs() -> None:
         def callback(writer: SSEWriter) -> None:
             order.append("callback")
             writer.send_event(var.get(), event="ctx")
-            writer.send_event(writer.event.params.get("x", "") + writer.event.get_query("q", ""))
+            writer.send_event(writer.event.params.get("x", "") + (writer.event.get_query("q") or ""))
 
         event.set_stream_callback(callback)
         order.append("handler returned")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from conftest import ServeApp
-from live_helpers import RawClient
-from wsgi_helpers import call, make_environ
+from helpers import RawClient
+from helpers.wsgi import call, make_environ
 
 from h3green import H3, H3Event, Headers
 from h3green.errors import HTTPError

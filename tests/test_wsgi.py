@@ -14,7 +14,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import gevent
 import pytest
-from wsgi_helpers import call, make_environ, start
+from helpers.wsgi import call, make_environ, start
 
 from h3green import H3, BackpressureDetected, H3Event, Response, SSEWriter
 from h3green.response import redirect
@@ -208,7 +208,8 @@ def test_declared_body_over_the_limit_is_413_unread() -> None:
 
 def test_streamed_body_over_the_limit_is_413() -> None:
     adapter = WSGIAdapter(make_app(), max_body_size=10)
-    environ = make_environ("POST", "/echo", **{"wsgi.input_terminated": True})
+    environ = make_environ("POST", "/echo")
+    environ["wsgi.input_terminated"] = True
     environ["wsgi.input"] = io.BytesIO(b"y" * 100)
     assert call(adapter, environ).status_code == 413
 
