@@ -127,9 +127,7 @@ def chat_send(event: H3Event) -> dict[str, Any]:
         raise HTTPError(400, "message is required")
     if len(message) > MAX_MESSAGE:
         raise HTTPError(413, f"message is longer than {MAX_MESSAGE} characters")
-    event_id = room.publish(
-        {"username": username, "message": message, "time": time.time()}, event="message"
-    )
+    event_id = room.publish({"username": username, "message": message, "time": time.time()}, event="message")
     return {"ok": True, "id": event_id}
 
 

@@ -163,6 +163,8 @@ def test_a_bad_flag_value_is_a_usage_error(tmp_path: Path, capsys: pytest.Captur
     app_file.write_text("from h3green import H3\napp = H3()\n")
     assert main([f"{app_file}:app", "--max-connections", "-1"]) == 2
     assert "max_connections must be >= 1" in capsys.readouterr().err
+
+
 # -- issue: what a new user hits on the command line ------------------------------------
 
 

@@ -210,7 +210,9 @@ CONFIG = Config(
 @pytest.mark.parametrize("http_parser", ["h11", "httptools"])
 @FUZZ
 @given(chunks)
-def test_server_path_answers_any_bytes_with_4xx_or_a_clean_close(http_parser: str, parts: list[bytes]) -> None:
+def test_server_path_answers_any_bytes_with_4xx_or_a_clean_close(
+    http_parser: str, parts: list[bytes]
+) -> None:
     sock = _MemorySocket()
     for part in parts:
         if part:

@@ -11,9 +11,7 @@ from h3green.router import InvalidPath, RouteMatch, Router, normalize_path
 # --- normalize_path -------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "path", ["/", "/a", "/a/b/", "/users/42", "/a..b/c.d", "/x:y/~z"]
-)
+@pytest.mark.parametrize("path", ["/", "/a", "/a/b/", "/users/42", "/a..b/c.d", "/x:y/~z"])
 def test_clean_path_is_returned_unchanged(path: str) -> None:
     # Build a fresh string so the identity check is not satisfied by interning.
     fresh = "".join(list(path))
@@ -139,9 +137,9 @@ _property_router.add("POST", "/a/b", "post")
     st.sampled_from(["GET", "HEAD", "POST", "DELETE"]),
     st.one_of(
         st.text(),
-        st.lists(
-            st.sampled_from(["a", "b", "c", "d", "s", "..", ".", "", "%2e"]), max_size=6
-        ).map(lambda parts: "/" + "/".join(parts)),
+        st.lists(st.sampled_from(["a", "b", "c", "d", "s", "..", ".", "", "%2e"]), max_size=6).map(
+            lambda parts: "/" + "/".join(parts)
+        ),
     ),
 )
 def test_match_never_raises(method: str, raw: str) -> None:
@@ -591,9 +589,7 @@ def test_valid_methods(method: str) -> None:
 @pytest.mark.parametrize("method", ["get", "", "GET POST", "Get", "G\u00c9T"])
 def test_invalid_method(method: str) -> None:
     r: Router[str] = Router()
-    with pytest.raises(
-        ValueError, match="method must be an upper-case HTTP method or '\\*'"
-    ):
+    with pytest.raises(ValueError, match="method must be an upper-case HTTP method or '\\*'"):
         r.add(method, "/a", "h")
 
 

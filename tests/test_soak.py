@@ -118,7 +118,9 @@ def soak(seconds: float) -> None:
         while time.monotonic() < deadline:
             round_()
             rounds += 1
-        wait_until(lambda: not server.connections, 5, what=lambda: f"{len(server.connections)} connections left")
+        wait_until(
+            lambda: not server.connections, 5, what=lambda: f"{len(server.connections)} connections left"
+        )
         wait_until(lambda: live_greenlets() <= greenlets, 5, what=lambda: live_greenlets() - greenlets)
         grown = rss_bytes() - rss
         print(f"soak {seconds:.0f} s: {rounds} rounds, {dict(done)}, RSS {grown / 1e6:+.1f} MB")

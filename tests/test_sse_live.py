@@ -71,7 +71,9 @@ def test_no_stall_500_streams_while_gets_answer() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 4 * streams:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8 * streams), hard))
-    server, port = start_cli("helpers.ticking:app", "--sse-heartbeat", "0", env={"TICK_INTERVAL": str(interval)})
+    server, port = start_cli(
+        "helpers.ticking:app", "--sse-heartbeat", "0", env={"TICK_INTERVAL": str(interval)}
+    )
     readers = gsubprocess.Popen(
         [
             sys.executable,

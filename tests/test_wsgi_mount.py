@@ -393,6 +393,7 @@ def test_mount_arguments() -> None:
 
 def test_flask_app_mounted() -> None:
     import flask
+
     legacy = flask.Flask("legacy")
 
     @legacy.post("/form")
