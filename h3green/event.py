@@ -96,7 +96,7 @@ class H3Event:
         "target",
     )
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only request fields, set by the server, WSGI and tests
         self,
         method: str,
         target: str,

@@ -107,7 +107,7 @@ class _EncodedStream:
         close_body(self._source)
 
 
-def _encode(value: Any, dumps: Callable[[Any], bytes] = json_dumps) -> tuple[Body, str | None]:
+def _encode(value: Any, dumps: Callable[[Any], bytes] = json_dumps) -> tuple[Body, str | None]:  # noqa: PLR0911 - one return per kind of return value (the table above)
     """A body value as (bytes or an iterator of bytes, its default media type)."""
     if value is None:
         return b"", None

@@ -301,7 +301,7 @@ class Router(Generic[T]):
             methods.add("HEAD")
         return RouteMatch(None, {}, tuple(sorted(methods)))
 
-    def _search(
+    def _search(  # noqa: PLR0911 - one return per way a segment can match; PERF: no result objects
         self,
         node: _Node[T],
         segments: list[str],

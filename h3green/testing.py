@@ -296,7 +296,7 @@ class TestClient:
             options = {"access_log": False, **options}
         self.config = make_config(config, options)
 
-    def _open(
+    def _open(  # noqa: PLR0912, PLR0913 - httpx-like keywords, each one a branch
         self,
         method: str,
         path: str,

@@ -220,7 +220,7 @@ def serve_wsgi(app: H3, environ: WSGIEnvironment, start_response: StartResponse)
     return _serve(app, _DEFAULT_CONFIG, environ, start_response)
 
 
-def _serve(
+def _serve(  # noqa: PLR0911 - one return per kind of response
     app: H3, config: WSGIConfig, environ: WSGIEnvironment, start_response: StartResponse
 ) -> Iterable[bytes]:
     try:
