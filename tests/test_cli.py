@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from gevent.subprocess import Popen
-from helpers import start_cli
+from helpers import get_once, start_cli
 
 import h3green
 from h3green import H3
@@ -97,20 +97,11 @@ def test_every_config_field_is_a_flag() -> None:
     assert args.server_header is None
 
 
-def _get(port: int, path: str = "/") -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    return data
-
-
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_serves_patched_and_stops_cleanly_on_signal(app_file: Path, signum: int) -> None:
     proc, port = start_cli(f"{app_file}:app", cwd=app_file.parent)
     try:
-        response = _get(port)
+        response = get_once(port)
         assert response.startswith(b"HTTP/1.1 200 OK")
         assert response.endswith(b'{"patched":true}')
         proc.send_signal(signum)
@@ -126,7 +117,7 @@ def test_serves_patched_and_stops_cleanly_on_signal(app_file: Path, signum: int)
 def test_access_log_goes_to_the_access_logger(app_file: Path) -> None:
     proc, port = start_cli(f"{app_file}:app", cwd=app_file.parent, access_log=True)
     try:
-        _get(port, "/?x=1")
+        get_once(port, "/?x=1")
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=15)
     finally:
@@ -283,10 +274,10 @@ def test_reload_restarts_on_a_source_change(tmp_path: Path) -> None:
     seen: list[str] = []
     proc, port = start_cli("reloadme:app", "--reload", cwd=tmp_path, seen=seen)
     try:
-        assert _get(port).endswith(b"one")
+        assert get_once(port).endswith(b"one")
         source.write_text("from h3green import H3\napp = H3()\napp.get('/', lambda event: 'two')\n")
         port = int(_read_until(proc, r"listening on http://127\.0\.0\.1:(\d+)", seen).group(1))
-        assert _get(port).endswith(b"two")
+        assert get_once(port).endswith(b"two")
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=20)
     finally:
@@ -321,8 +312,8 @@ def test_log_level_debug_shows_requests_and_streams(tmp_path: Path) -> None:
     )
     proc, port = start_cli(f"{source}:app", "--log-level", "debug", cwd=source.parent)
     try:
-        assert _get(port).endswith(b"hi")
-        assert b"data: b" in _get(port, "/events")
+        assert get_once(port).endswith(b"hi")
+        assert b"data: b" in get_once(port, "/events")
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=15)
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from http import HTTPStatus
 
 import pytest
 
@@ -31,7 +32,8 @@ def test_http_error_with_everything() -> None:
     exc = HTTPError(422, "invalid item", data={"field": "name"}, headers=[("x-a", "1"), ("x-a", "2")])
     assert exc.to_json() == {
         "status": 422,
-        "statusText": "Unprocessable Entity",
+        # Python's phrase: "Unprocessable Entity" to 3.12, RFC 9110's "Unprocessable Content" after.
+        "statusText": HTTPStatus(422).phrase,
         "message": "invalid item",
         "data": {"field": "name"},
     }

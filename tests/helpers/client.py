@@ -27,7 +27,7 @@ from gevent import socket as gsocket
 
 from h3green.testing import ServerSentEvent, parse_sse_lines, split_lines
 
-__all__ = ["Address", "RawClient", "RawResponse", "Script", "free_port"]
+__all__ = ["Address", "RawClient", "RawResponse", "Script", "accepts", "free_port", "get_once"]
 
 #: ``(host, port)`` for TCP, or the path of a UNIX socket.
 Address = tuple[str, int] | str
@@ -297,3 +297,19 @@ def free_port() -> int:
     with gsocket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def accepts(port: int) -> bool:
+    """Whether something listens on 127.0.0.1:*port* now (for ``wait_until``)."""
+    try:
+        gsocket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def get_once(port: int, path: str = "/", timeout: float = 10.0) -> bytes:
+    """One ``GET`` on a connection of its own (``Connection: close``): the raw answer."""
+    with RawClient(("127.0.0.1", port), timeout) as client:
+        client.send(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+        return client.read_to_eof()
