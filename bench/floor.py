@@ -43,7 +43,9 @@ def handle(sock: socket.socket, _addr: Any) -> None:
                 return
             *requests, pending = (pending + data).split(b"\r\n\r\n")
             if requests:
-                sock.sendall(b"".join(JSON_REPLY if r.startswith(b"GET /u") else HELLO_REPLY for r in requests))
+                sock.sendall(
+                    b"".join(JSON_REPLY if r.startswith(b"GET /u") else HELLO_REPLY for r in requests)
+                )
     except OSError:
         return
     finally:

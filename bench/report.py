@@ -34,7 +34,9 @@ def http_targets(http: dict[str, Any], ref: str | None) -> list[dict[str, Any]]:
         logged = http.get("h3green+log", {}).get(workload)
         if workload in ours and logged:
             value = ours[workload]["rps"] / logged["rps"]
-            rows.append(_row(f"{workload}: h3green / h3green+log", f"{value:.2f}x", "<= 1.15x", value <= 1.15))
+            rows.append(
+                _row(f"{workload}: h3green / h3green+log", f"{value:.2f}x", "<= 1.15x", value <= 1.15)
+            )
     ratio("hello", "bare h11", 0.9)
     ratio("hello", "pywsgi", 1.6)
     ratio("hello", "gunicorn+flask", 3.0)
@@ -64,7 +66,9 @@ def sse_targets(sse: dict[str, Any]) -> list[dict[str, Any]]:
         pywsgi = peers.get("pywsgi")
         if pywsgi:
             value = eps / pywsgi["throughput"]["events_per_s"]
-            rows.append(_row("events/s on one stream: h3green / stock pywsgi", f"{value:.2f}x", "> 1.0x", value > 1))
+            rows.append(
+                _row("events/s on one stream: h3green / stock pywsgi", f"{value:.2f}x", "> 1.0x", value > 1)
+            )
     beat = sse.get("heartbeat")
     if beat:
         us = beat["us_per_beat"]
@@ -104,7 +108,13 @@ def _http_tables(http: dict[str, Any]) -> list[str]:
 def _ms(value: float | None) -> str:
     if value is None:
         return "-"
-    return f"{value / 1000:,.1f} s" if value >= 10000 else f"{value:,.0f} ms" if value >= 10 else f"{value:.1f} ms"
+    return (
+        f"{value / 1000:,.1f} s"
+        if value >= 10000
+        else f"{value:,.0f} ms"
+        if value >= 10
+        else f"{value:.1f} ms"
+    )
 
 
 def _sse_tables(sse: dict[str, Any]) -> list[str]:
@@ -129,6 +139,7 @@ def _sse_tables(sse: dict[str, Any]) -> list[str]:
     for level in levels:
         lines.append(f"| one publish → last of {level:,} streams (median of {sse['publishes']}) | "
                      f"{cells(at(level, 'fanout_median_ms', _ms))} |")  # fmt: skip
+
     def rate(p: dict[str, Any]) -> str:
         return f"{p['throughput']['events_per_s']:,.0f}"
 

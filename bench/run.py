@@ -104,7 +104,11 @@ def peers() -> tuple[list[Peer], list[str]]:
             gunicorn_cmd("h3green.workers.H3Worker", "apps:h3_app"),
             "gunicorn -k H3Worker, 1 worker",
         ),
-        Peer("floor", script_cmd(str(BENCH / "floor.py")), "gevent StreamServer, canned reply, no parsing (floor)"),
+        Peer(
+            "floor",
+            script_cmd(str(BENCH / "floor.py")),
+            "gevent StreamServer, canned reply, no parsing (floor)",
+        ),
         Peer(
             "bare httptools",
             script_cmd(str(BENCH / "bare_httptools.py")),
@@ -113,9 +117,13 @@ def peers() -> tuple[list[Peer], list[str]]:
         Peer("bare h11", script_cmd(str(BENCH / "bare_h11.py")), "gevent StreamServer + h11 loop"),
         Peer("uvicorn", uvicorn_cmd("apps:asgi_app"), f"uvicorn ({uv}), raw ASGI"),
         Peer("uvicorn+starlette", uvicorn_cmd("apps:starlette_app"), f"uvicorn ({uv}) + Starlette"),
-        Peer("uvicorn+fastapi", uvicorn_cmd("apps:fastapi_app"), f"uvicorn ({uv}) + FastAPI, async endpoints"),
+        Peer(
+            "uvicorn+fastapi", uvicorn_cmd("apps:fastapi_app"), f"uvicorn ({uv}) + FastAPI, async endpoints"
+        ),
         Peer("pywsgi", script_cmd(servers, "pywsgi"), "gevent.pywsgi, raw WSGI, TCP_NODELAY"),
-        Peer("gunicorn+flask", gunicorn_cmd("gevent", "apps:flask_app"), "gunicorn -k gevent, Flask, 1 worker"),
+        Peer(
+            "gunicorn+flask", gunicorn_cmd("gevent", "apps:flask_app"), "gunicorn -k gevent, Flask, 1 worker"
+        ),
     ]
     notes = []
     why = _h3worker_available()
@@ -232,7 +240,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sse-only", help="comma-separated SSE servers to measure (default: all)")
     parser.add_argument("--ping", type=float, default=15.0, help="keep-alive ping of the SSE peers, seconds")
     parser.add_argument("--detect-samples", type=int, default=3, help="streams closed per disconnect figure")
-    parser.add_argument("--hb-streams", type=int, default=5000, help="idle streams for the heartbeat CPU figure")
+    parser.add_argument(
+        "--hb-streams", type=int, default=5000, help="idle streams for the heartbeat CPU figure"
+    )
     parser.add_argument("--hb-interval", type=float, default=1.0, help="their heartbeat, seconds")
     parser.add_argument("--hb-window", type=float, default=10.0, help="seconds of server CPU measured")
     parser.add_argument("--json", type=Path, default=BENCH / "results" / "latest.json")

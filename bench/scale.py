@@ -154,7 +154,9 @@ def _wait_subscribed(port: int, expected: dict[str, int], timeout: float) -> Non
     deadline = time.monotonic() + timeout
     while any(seen.get(pid) != n for pid, n in expected.items()):
         if time.monotonic() > deadline:
-            raise TimeoutError(f"listeners {seen}, expected {expected} (a worker at its connection limit cannot answer)")
+            raise TimeoutError(
+                f"listeners {seen}, expected {expected} (a worker at its connection limit cannot answer)"
+            )
         answer = _get_json(port, "/")
         seen[str(answer["pid"])] = answer["listeners"]
         time.sleep(0.01)
@@ -216,7 +218,11 @@ def scenario(
                     "kib_per_stream": (sum(rss.values()) - sum(baseline.values())) / max(1, streams),
                     "per_worker": {str(pid): {"streams": counts.get(str(pid), 0), "rss_kib": rss[pid]} for pid in pids},
                 })  # fmt: skip
-                print(f"  {streams:,} streams, RSS {sum(rss.values()) / 1024:,.0f} MiB", file=sys.stderr, flush=True)
+                print(
+                    f"  {streams:,} streams, RSS {sum(rss.values()) / 1024:,.0f} MiB",
+                    file=sys.stderr,
+                    flush=True,
+                )
             cpu = sum(cpu_seconds(pid) for pid in pids)
             watched = group.ask({"cmd": "watch", "seconds": args.watch, "late_after": late_after})
             cpu = sum(cpu_seconds(pid) for pid in pids) - cpu
@@ -256,7 +262,8 @@ def scenario(
         "fit": _fit(points),
         "heartbeat": heartbeat,
         "publishes": publishes,
-        "ok": heartbeat["late_streams"] == 0 and all(p["missing"] == 0 for p in publishes)
+        "ok": heartbeat["late_streams"] == 0
+        and all(p["missing"] == 0 for p in publishes)
         and sum(s for s in counts.values()) == total,
     }
 
@@ -276,7 +283,8 @@ def markdown(report: dict[str, Any]) -> str:
     for r in report["scenarios"]:
         hb = r["heartbeat"]
         fan = ", ".join(
-            f"{p['fanout_ms']:,.0f} ms ({p['listeners']:,}" + (f", {p['missing']} missed)" if p["missing"] else ")")
+            f"{p['fanout_ms']:,.0f} ms ({p['listeners']:,}"
+            + (f", {p['missing']} missed)" if p["missing"] else ")")
             for p in r["publishes"]
         )
         lines.append(
@@ -305,8 +313,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="a client holds at most this times its even share on one worker")  # fmt: skip
     parser.add_argument("--per-client", type=int, default=10000, help="streams per client process")
     parser.add_argument("--heartbeat", type=float, default=15.0, help="seconds, per stream")
-    parser.add_argument("--watch", type=float, help="seconds of heartbeat watching (default 2 heartbeats + 1)")
-    parser.add_argument("--late-after", type=float, help="silence that makes a stream late (default heartbeat * 1.2 + 1)")
+    parser.add_argument(
+        "--watch", type=float, help="seconds of heartbeat watching (default 2 heartbeats + 1)"
+    )
+    parser.add_argument(
+        "--late-after", type=float, help="silence that makes a stream late (default heartbeat * 1.2 + 1)"
+    )
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--json", type=Path, default=BENCH / "results" / "scale.json")
     parser.add_argument("--markdown", type=Path, default=BENCH / "results" / "scale.md")
@@ -345,7 +357,9 @@ def main(argv: list[str] | None = None) -> int:
         log_dir = Path(scratch)
         if args.single:
             peer = Peer("h3green", script_cmd(str(BENCH / "servers.py"), "h3green-sse"), pin=False)
-            report["scenarios"].append(scenario("one process", peer, args.single, workers=0, args=args, log_dir=log_dir))
+            report["scenarios"].append(
+                scenario("one process", peer, args.single, workers=0, args=args, log_dir=log_dir)
+            )
         if args.multi:
             per_worker = args.worker_connections or min(MAX_CONNECTIONS, hard - 500)
             command = [
@@ -359,7 +373,9 @@ def main(argv: list[str] | None = None) -> int:
                 pin=False,
             )
             name = f"gunicorn -k H3Worker -w {args.workers}"
-            report["scenarios"].append(scenario(name, peer, args.multi, workers=args.workers, args=args, log_dir=log_dir))
+            report["scenarios"].append(
+                scenario(name, peer, args.multi, workers=args.workers, args=args, log_dir=log_dir)
+            )
     report["pids"] = STARTED_PIDS
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2))

@@ -44,7 +44,9 @@ def serve_h3green(port: int, access_log: bool, http_parser: str = "auto") -> Non
         access.addHandler(handler)
         access.setLevel(logging.INFO)
         access.propagate = False
-    Server(apps.make_h3_app(), "127.0.0.1", port, access_log=access_log, http_parser=http_parser).serve_forever()
+    Server(
+        apps.make_h3_app(), "127.0.0.1", port, access_log=access_log, http_parser=http_parser
+    ).serve_forever()
 
 
 class _NoDelayServer(pywsgi.WSGIServer):  # type: ignore[misc]

@@ -49,14 +49,21 @@ def sse_peers(ping: float) -> tuple[list[Peer], list[str]]:
     servers = str(BENCH / "servers.py")
     env = {"H3GREEN_BENCH_PING": str(ping)}
     found = [
-        Peer(H3, script_cmd(servers, "h3green-sse"), f"h3green Channel.listen, heartbeat {ping:g} s", env=env),
+        Peer(
+            H3, script_cmd(servers, "h3green-sse"), f"h3green Channel.listen, heartbeat {ping:g} s", env=env
+        ),
         Peer(
             "h3green/no-heartbeat",
             script_cmd(servers, "h3green-sse"),
             "the same with the heartbeat off",
             env={"H3GREEN_BENCH_PING": "0"},
         ),
-        Peer("pywsgi", script_cmd(str(BENCH / "sse_gevent.py")), "gevent.pywsgi generator, stock (Nagle on)", env=env),
+        Peer(
+            "pywsgi",
+            script_cmd(str(BENCH / "sse_gevent.py")),
+            "gevent.pywsgi generator, stock (Nagle on)",
+            env=env,
+        ),
         Peer(
             "gunicorn+flask",
             gunicorn_cmd("gevent", "sse_gevent:flask_app", "--worker-connections", "20000"),
@@ -76,7 +83,9 @@ def sse_peers(ping: float) -> tuple[list[Peer], list[str]]:
     for name, modules in needs.items():
         if absent := missing_modules(*modules):
             found = [p for p in found if p.name != name]
-            notes.append(f"SSE {name} skipped: {', '.join(absent)} not installed (pip install h3green[bench])")
+            notes.append(
+                f"SSE {name} skipped: {', '.join(absent)} not installed (pip install h3green[bench])"
+            )
     if not missing_modules("fastapi"):
         from sse_asgi import FASTAPI_SSE
 
@@ -133,7 +142,9 @@ def measure_peer(peer: Peer, args: argparse.Namespace, log_dir: Path) -> dict[st
     }
 
 
-def measure_heartbeat(args: argparse.Namespace, log_dir: Path, path: list[str] | None = None) -> dict[str, Any]:
+def measure_heartbeat(
+    args: argparse.Namespace, log_dir: Path, path: list[str] | None = None
+) -> dict[str, Any]:
     peer = Peer("h3green-heartbeat", script_cmd(str(BENCH / "servers.py"), "h3green-sse"), path=path or [])
     with running([peer], log_dir) as (server,):
         return sse_client(

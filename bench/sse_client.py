@@ -228,7 +228,11 @@ class Streams:
 
         Returns the ``time.monotonic()`` of the last of them and how many never got there.
         """
-        waiting = {fd for fd, n in self.ticks.items() if n < want and (worker is None or self.worker.get(fd) == worker)}
+        waiting = {
+            fd
+            for fd, n in self.ticks.items()
+            if n < want and (worker is None or self.worker.get(fd) == worker)
+        }
         last = time.monotonic()
         deadline = last + timeout
         while waiting and time.monotonic() < deadline:
@@ -391,7 +395,12 @@ def main() -> None:
     heartbeat.add_argument("--window", type=float, default=10.0)
     heartbeat.add_argument("--timeout", type=float, default=120.0)
     args = parser.parse_args()
-    modes = {"streams": streams_main, "firehose": firehose_main, "detect": detect_main, "heartbeat": heartbeat_main}
+    modes = {
+        "streams": streams_main,
+        "firehose": firehose_main,
+        "detect": detect_main,
+        "heartbeat": heartbeat_main,
+    }
     result = modes[args.mode](args)
     print(json.dumps(result))
 

@@ -74,7 +74,12 @@ def make_app() -> Any:
             return {"pid": os.getpid(), "published": False}
         started = time.monotonic()
         channel.publish(repr(started), event="tick")
-        return {"t0": started, "listeners": len(channel), "pid": os.getpid(), "publish_s": time.monotonic() - started}
+        return {
+            "t0": started,
+            "listeners": len(channel),
+            "pid": os.getpid(),
+            "publish_s": time.monotonic() - started,
+        }
 
     @app.get("/firehose")
     def firehose(event: H3Event) -> None:

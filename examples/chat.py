@@ -49,7 +49,9 @@ if REDIS_URL:
     room = Channel("chat", backend=backend, history=100)
     ONLINE_KEY = backend.prefix + "chat:online"
     # Down by one, and gone at zero, in one step: two workers never race on the delete.
-    _LEAVE = "if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end"
+    _LEAVE = (
+        "if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end"
+    )
 
     def arrive(username: str) -> None:
         backend.redis.hincrby(ONLINE_KEY, username, 1)
@@ -58,7 +60,9 @@ if REDIS_URL:
         backend.redis.eval(_LEAVE, 1, ONLINE_KEY, username)
 
     def everyone() -> list[str]:
-        return sorted(name.decode() for name in backend.redis.hkeys(ONLINE_KEY))
+        return sorted(
+            name.decode() if isinstance(name, bytes) else name for name in backend.redis.hkeys(ONLINE_KEY)
+        )
 
 else:
     room = Channel(history=100)
@@ -166,9 +170,7 @@ def chat_send(event: H3Event) -> dict[str, Any]:
         raise HTTPError(400, "message is required")
     if len(message) > MAX_MESSAGE:
         raise HTTPError(413, f"message is longer than {MAX_MESSAGE} characters")
-    event_id = room.publish(
-        {"username": username, "message": message, "time": time.time()}, event="message"
-    )
+    event_id = room.publish({"username": username, "message": message, "time": time.time()}, event="message")
     return {"ok": True, "id": event_id}
 
 

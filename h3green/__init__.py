@@ -1,4 +1,7 @@
-"""h3green: an H3-style HTTP framework on gevent and h11, with first-class Server-Sent Events.
+"""h3green: an H3-style HTTP framework on gevent, with first-class Server-Sent Events.
+
+It speaks HTTP/1.1 through httptools (llhttp, in C) by default, with h11 as the pure-Python
+reference parser (``Config.http_parser``).
 
 ::
 
@@ -34,6 +37,7 @@ from .errors import HTTPError as HTTPError
 from .errors import ResponseAlreadySent as ResponseAlreadySent
 from .errors import SSEAlreadyStarted as SSEAlreadyStarted
 from .errors import SSEError as SSEError
+from .errors import UsageError as UsageError
 from .errors import WriterClosed as WriterClosed
 from .event import H3Event as H3Event
 from .response import Response as Response
@@ -68,6 +72,7 @@ __all__ = [
     "SSEEvent",
     "SSEWriter",
     "Server",
+    "UsageError",
     "WriterClosed",
     "html",
     "no_content",

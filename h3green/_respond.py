@@ -10,14 +10,13 @@ instead of a truncated 200. An SSE response sends its head, then runs as a
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Final
 
 from ._h1.events import NO_BODY_STATUSES
 from ._stream import Stream
 from ._wire import date_header, error_body, simple_response
-from .errors import HTTPError
-from .response import Response, SSEResponse, close_body, error_response
+from .response import Response, SSEResponse, close_body, hold_head
 
 if TYPE_CHECKING:
     from ._connection import Connection
@@ -104,17 +103,16 @@ def _send_streamed(
     driver = conn.driver
     timeout = conn.config.write_timeout
     sent = 0
-    try:
-        iterator = iter(body)
+    first: bytes | None
+    iterator: Iterator[bytes]
+    if event.method == "HEAD":
+        first, iterator = None, iter(())
+    else:
         # Hold the head back until the first piece exists: see the module docstring.
-        first = b"" if event.method == "HEAD" else next(iterator, b"")
-    except HTTPError as exc:
-        close_body(body)
-        return send_response(conn, event, error_response(exc))
-    except Exception:
-        logger.exception("streamed response body of %s %s failed", event.method, event.target)
-        close_body(body)
-        return send_response(conn, event, error_response(None, conn.app.debug))
+        held = hold_head(body, event, conn.app.debug)
+        if isinstance(held, Response):
+            return send_response(conn, event, held)
+        first, iterator = held
     try:
         data = driver.head(status, headers)
         event.mark_head_sent()

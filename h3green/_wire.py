@@ -42,7 +42,7 @@ def send_all(sock: Any, data: bytes) -> None:
 
 def error_body(status: int, message: str) -> bytes:
     """The JSON body of an error the server answers by itself."""
-    return json_dumps(HTTPError(status, message).to_json())
+    return json_dumps(HTTPError(status, message).to_dict())
 
 
 def simple_response(status: int, message: str, extra: tuple[tuple[bytes, bytes], ...] = ()) -> bytes:

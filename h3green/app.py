@@ -320,8 +320,7 @@ class H3:
             else:
                 if isinstance(replacement, Response):
                     response = replacement
-        if event._form is not None:
-            event._form.close()  # uploads (and their temporary files) end with the handling
+        event.close_form()  # uploads (and their temporary files) end with the handling
         if self._log_requests:
             logger.debug(
                 "request %s %s answered %d%s",

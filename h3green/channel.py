@@ -138,7 +138,7 @@ class Channel:
         "name",
     )
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only bounds of the queues and history, each documented
         self,
         name: str | None = None,
         *,

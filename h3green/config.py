@@ -10,7 +10,7 @@ the first request that meets it.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Final
+from typing import Any, Final, TypedDict
 
 from ._h1 import events as h1
 from ._h1.driver import PARSERS, httptools_available
@@ -18,7 +18,7 @@ from .event import DEFAULT_MAX_BODY_SIZE
 from .sse import encode_event
 from .utils.forwarded import trusted_proxies
 
-__all__ = ["Config", "field_kind", "parse_field"]
+__all__ = ["Config", "ConfigOptions", "field_kind", "make_config", "parse_field"]
 
 
 @dataclasses.dataclass(slots=True)
@@ -92,6 +92,46 @@ class Config:
             raise ValueError(f"http_parser must be one of {', '.join(PARSERS)}, got {self.http_parser!r}")
         if self.http_parser == "httptools" and not httptools_available():
             raise ValueError("http_parser='httptools' needs the httptools package: pip install httptools")
+
+
+class ConfigOptions(TypedDict, total=False):
+    """``Config``'s fields as keyword options (of ``Server``, ``serve``, ``TestClient``):
+    a type checker catches a misspelt or mistyped option; at run time ``Config`` refuses
+    it (``TypeError``) before anything starts. A test keeps the two in step.
+    """
+
+    max_connections: int
+    max_request_line: int
+    max_header_bytes: int
+    max_header_count: int
+    max_body_size: int
+    keepalive_timeout: float
+    header_timeout: float
+    body_timeout: float
+    write_timeout: float
+    linger_timeout: float
+    max_drain_bytes: int
+    sse_heartbeat: float
+    sse_send_timeout: float
+    sse_shutdown_event: bytes | None
+    shutdown_timeout: float
+    access_log: bool
+    server_header: str | None
+    backlog: int
+    http_parser: str
+    forwarded_allow_ips: str
+
+
+def make_config(config: Config | None, options: ConfigOptions) -> Config:
+    """*config* (``Config()`` when None) with the fields in *options* replaced.
+
+    An unknown option is a ``TypeError``, a bad value a ``TypeError``/``ValueError``, here.
+    """
+    if config is None:
+        return Config(**options)
+    if not isinstance(config, Config):
+        raise TypeError(f"config must be a Config, got {config!r}")
+    return dataclasses.replace(config, **options) if options else config
 
 
 # Limits that must let at least one of their kind through.

@@ -41,7 +41,7 @@ def parse_cookie_header(header: str) -> dict[str, str]:
     return cookies
 
 
-def set_cookie_header(
+def set_cookie_header(  # noqa: PLR0912, PLR0913 - one keyword and one check per RFC 6265 attribute
     name: str,
     value: str,
     *,

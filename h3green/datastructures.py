@@ -15,8 +15,6 @@ __all__ = ["Headers", "MultiDict", "QueryParams"]
 
 _D = TypeVar("_D")
 
-HeadersInit = Mapping[str, str] | Iterable[tuple[str, str]] | None
-
 
 class MultiDict:
     """An ordered multi-valued ``str -> str`` mapping."""
@@ -26,7 +24,7 @@ class MultiDict:
     def __init__(self, items: HeadersInit = None) -> None:
         self._items: list[tuple[str, str]] = []
         if items is not None:
-            pairs = items.items() if isinstance(items, Mapping) else items
+            pairs = items.items() if isinstance(items, Mapping | MultiDict) else items
             for name, value in pairs:
                 self.append(name, value)
 
@@ -122,6 +120,11 @@ class MultiDict:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._items!r})"
+
+
+#: What a headers argument accepts: a mapping, ``(name, value)`` pairs, or a ``Headers``
+#: (a ``MultiDict``: every pair is kept, repeated names included).
+HeadersInit = Mapping[str, str] | Iterable[tuple[str, str]] | MultiDict | None
 
 
 class QueryParams(MultiDict):

@@ -7,22 +7,29 @@
     │   │                        (4xx: the client's fault; 5xx: the server's)
     │   └── ChannelUnavailable   503: a channel's backend (Redis) could not be reached in
     │                            time; unhandled, the request is answered 503 with Retry-After
+    ├── UsageError               your code used the API wrongly (also a RuntimeError): a bug
+    │   │                        in the app, raised where it happens, never the client's fault
+    │   ├── SSEAlreadyStarted    start_sse() called twice
+    │   └── ResponseAlreadySent  the response head is already on the wire; it is fixed now
     └── SSEError                 about a Server-Sent Events stream
         ├── WriterClosed         your code closed the writer, then wrote to it
         ├── ConnectionLost       the client went away (EOF, reset, or the server shut down)
-        ├── BackpressureDetected the client stopped reading: a send timed out or the
-        │                        per-stream queue overflowed; the connection was dropped
-        ├── SSEAlreadyStarted    API misuse: start_sse() called twice
-        └── ResponseAlreadySent  API misuse: the response head is already on the wire
+        └── BackpressureDetected the client stopped reading: a send timed out or the
+                                 per-stream queue overflowed; the connection was dropped
+
+The two usage errors are also ``SSEError`` subclasses, where the first version of the
+tree had them, so ``except SSEError`` written then still catches them.
 
 ``HTTPError`` bodies follow H3's shape: ``{"status", "statusText", "message", "data"?}``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
+
+from .datastructures import HeadersInit, MultiDict
 
 __all__ = [
     "BackpressureDetected",
@@ -33,6 +40,7 @@ __all__ = [
     "ResponseAlreadySent",
     "SSEAlreadyStarted",
     "SSEError",
+    "UsageError",
     "WriterClosed",
     "status_text",
 ]
@@ -63,7 +71,7 @@ class HTTPError(H3Error):
         status: int = 500,
         message: str | None = None,
         data: Any = None,
-        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        headers: HeadersInit = None,
     ) -> None:
         if not 400 <= status <= 599:
             raise ValueError(f"HTTPError status must be 4xx or 5xx, got {status}")
@@ -73,7 +81,7 @@ class HTTPError(H3Error):
         self.data = data
         if headers is None:
             self.headers: list[tuple[str, str]] = []
-        elif isinstance(headers, Mapping):
+        elif isinstance(headers, Mapping | MultiDict):
             self.headers = list(headers.items())
         else:
             self.headers = list(headers)
@@ -82,7 +90,8 @@ class HTTPError(H3Error):
     def __str__(self) -> str:
         return f"{self.status} {self.message}"
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON error body as a dict (what ``json_dumps`` turns into the response body)."""
         body: dict[str, Any] = {
             "status": self.status,
             "statusText": self.status_text,
@@ -91,6 +100,9 @@ class HTTPError(H3Error):
         if self.data is not None:
             body["data"] = self.data
         return body
+
+    #: The first name of ``to_dict``, kept for code written against it.
+    to_json = to_dict
 
 
 class ChannelUnavailable(HTTPError):
@@ -118,9 +130,13 @@ class BackpressureDetected(SSEError):
     """The client stopped reading: a send timed out or the stream's queue overflowed."""
 
 
-class SSEAlreadyStarted(SSEError, RuntimeError):
+class UsageError(H3Error, RuntimeError):
+    """Your code used the API in a way it does not allow: a bug in the app."""
+
+
+class SSEAlreadyStarted(UsageError, SSEError):
     """``start_sse()`` was called twice for one request."""
 
 
-class ResponseAlreadySent(SSEError, RuntimeError):
+class ResponseAlreadySent(UsageError, SSEError):
     """The response head is already on the wire, so it can no longer be changed."""

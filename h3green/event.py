@@ -49,11 +49,23 @@ _EMPTY_BODY = _EmptyBody()
 class StagedResponse:
     """Status and headers a handler (or middleware) sets before returning a value."""
 
-    __slots__ = ("headers", "status")
+    __slots__ = ("_status", "headers")
 
     def __init__(self) -> None:
-        self.status: int | None = None
+        self._status: int | None = None
         self.headers = Headers()
+
+    @property
+    def status(self) -> int | None:
+        """The staged status (None: the return value's, or 200)."""
+        return self._status
+
+    @status.setter
+    def status(self, status: int | None) -> None:
+        # Checked like ``H3Event.set_status``: a bad status fails where it is set.
+        if status is not None:
+            check_status(status)
+        self._status = status
 
 
 class H3Event:
@@ -84,7 +96,7 @@ class H3Event:
         "target",
     )
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only request fields, set by the server, WSGI and tests
         self,
         method: str,
         target: str,
@@ -257,8 +269,7 @@ class H3Event:
 
     def set_status(self, status: int) -> None:
         self._check_not_sent()
-        check_status(status)
-        self.res.status = status
+        self.res.status = status  # checked by the setter
 
     # -- cookies -------------------------------------------------------------------------
 
@@ -323,3 +334,19 @@ class H3Event:
     @property
     def is_sse(self) -> bool:
         return self._sse
+
+    @property
+    def stream_callback(self) -> StreamCallback | None:
+        """The callback given to ``set_stream_callback`` (None until then)."""
+        return self._stream_callback
+
+    @property
+    def sse_heartbeat(self) -> float | None:
+        """The ``heartbeat`` given to ``start_sse`` (None: the server's ``sse_heartbeat``)."""
+        return self._sse_heartbeat
+
+    def close_form(self) -> None:
+        """Close a form read by ``read_form`` (uploads and their temporary files); the
+        app calls it when the request's handling ends."""
+        if self._form is not None:
+            self._form.close()

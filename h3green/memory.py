@@ -94,7 +94,7 @@ class MemoryHistory:
             return []
         return [payload for _, _, payload in list(self._entries)[-count:]]
 
-    def lost(self, last_id: str, seq: int) -> str | None:
+    def lost(self, last_id: str, seq: int) -> str | None:  # noqa: PLR0911 - one early answer per kind of id
         """Why events after *last_id* may be missing (``"expired"``, ``"unknown"``), or None.
 
         *seq* is the channel's latest sequence number. Numbers ahead of it come from

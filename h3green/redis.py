@@ -113,7 +113,7 @@ class RedisBackend:
     ``reconnect_min`` doubling up to ``reconnect_max`` seconds.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only limits and timeouts, each bounded and documented
         self,
         url: str = "redis://127.0.0.1:6379/0",
         *,

@@ -107,7 +107,7 @@ class _EncodedStream:
         close_body(self._source)
 
 
-def _encode(value: Any, dumps: Callable[[Any], bytes] = json_dumps) -> tuple[Body, str | None]:
+def _encode(value: Any, dumps: Callable[[Any], bytes] = json_dumps) -> tuple[Body, str | None]:  # noqa: PLR0911 - one return per kind of return value (the table above)
     """A body value as (bytes or an iterator of bytes, its default media type)."""
     if value is None:
         return b"", None
@@ -218,7 +218,7 @@ def to_response(value: Any, event: H3Event, dumps: Callable[[Any], bytes] = json
                 "a handler that called start_sse() must return None or an EventStream, "
                 f"not {type(value).__name__}"
             )
-        return SSEResponse(event._stream_callback, event.res.status or 200, heartbeat=event._sse_heartbeat)
+        return SSEResponse(event.stream_callback, event.res.status or 200, heartbeat=event.sse_heartbeat)
     staged = event.res.headers
     # A Content-Type the handler staged beats the one its plain return value implies.
     media_type = staged.get("content-type") if staged else None
@@ -245,10 +245,32 @@ def merge_staged(response: Response, event: H3Event) -> Response:
     return response
 
 
+def hold_head(
+    body: Iterable[bytes], event: H3Event, debug: bool = False
+) -> tuple[bytes | None, Iterator[bytes]] | Response:
+    """Pull a streamed body's first piece before its head is sent (native server and WSGI).
+
+    Holding the head back until the first piece exists means an iterable that fails at
+    once still gets an honest error response instead of a truncated 200. Returns the
+    first piece (None when the body is empty) and the iterator for the rest, or the error
+    ``Response`` to send instead (the body is then closed, and an unhandled failure logged).
+    """
+    try:
+        iterator = iter(body)
+        return next(iterator, None), iterator
+    except HTTPError as exc:
+        close_body(body)
+        return error_response(exc)
+    except Exception:
+        logger.exception("streamed response body of %s %s failed", event.method, event.target)
+        close_body(body)
+        return error_response(None, debug)
+
+
 def error_response(exc: HTTPError | None, debug: bool = False) -> Response:
     """The JSON error body for *exc*, or for an unhandled exception when *exc* is None."""
     if exc is not None:
-        return Response(exc.to_json(), exc.status, exc.headers)
+        return Response(exc.to_dict(), exc.status, exc.headers)
     body: dict[str, Any] = {"status": 500, "unhandled": True, "message": "Internal Server Error"}
     if debug:
         body["stack"] = traceback.format_exc().splitlines()

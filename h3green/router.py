@@ -99,32 +99,27 @@ class RouteMatch(Generic[T]):
     ``"_0"``, ``"_1"``, ... in the order they appear in the pattern, as H3
     does.
 
-    ``head_fallback`` is True when a HEAD request got the GET handler, so the
-    caller must send the headers and drop the body. ``pattern`` is the route
-    pattern as registered (``"/users/:id"``), None when nothing matched.
+    A HEAD request without a HEAD route gets the GET handler (the server drops
+    the body). ``pattern`` is the route pattern as registered (``"/users/:id"``),
+    None when nothing matched.
     """
 
-    __slots__ = ("allowed", "handler", "head_fallback", "params", "pattern")
+    __slots__ = ("allowed", "handler", "params", "pattern")
 
     def __init__(
         self,
         handler: T | None,
         params: dict[str, str],
         allowed: tuple[str, ...] = (),
-        head_fallback: bool = False,
         pattern: str | None = None,
     ) -> None:
         self.handler = handler
         self.params = params
         self.allowed = allowed
-        self.head_fallback = head_fallback
         self.pattern = pattern
 
     def __repr__(self) -> str:
-        return (
-            f"RouteMatch(handler={self.handler!r}, params={self.params!r}, "
-            f"allowed={self.allowed!r}, head_fallback={self.head_fallback!r})"
-        )
+        return f"RouteMatch(handler={self.handler!r}, params={self.params!r}, allowed={self.allowed!r})"
 
 
 class _Route(Generic[T]):
@@ -217,16 +212,14 @@ def _parse_pattern(
 
 def _resolve(table: _Table[T], method: str, values: list[str]) -> RouteMatch[T] | None:
     route = table.get(method) or table.get("*")
-    head_fallback = False
     if route is None:
         if method != "HEAD":
             return None
         route = table.get("GET")
         if route is None:
             return None
-        head_fallback = True
     params = dict(zip(route.names, values, strict=True))
-    return RouteMatch(route.handler, params, (), head_fallback, route.pattern)
+    return RouteMatch(route.handler, params, (), route.pattern)
 
 
 class Router(Generic[T]):
@@ -293,11 +286,11 @@ class Router(Generic[T]):
             # accepts the method is final and skips splitting the path.
             route = table.get(method) or table.get("*")
             if route is not None:
-                return RouteMatch(route.handler, {}, (), False, route.pattern)
+                return RouteMatch(route.handler, {}, (), route.pattern)
             if method == "HEAD":
                 route = table.get("GET")
                 if route is not None:
-                    return RouteMatch(route.handler, {}, (), True, route.pattern)
+                    return RouteMatch(route.handler, {}, (), route.pattern)
         segments = key[1:].split("/") if len(key) > 1 else []
         found = self._search(self._root, segments, 0, method, [])
         if found is not None:
@@ -308,7 +301,7 @@ class Router(Generic[T]):
             methods.add("HEAD")
         return RouteMatch(None, {}, tuple(sorted(methods)))
 
-    def _search(
+    def _search(  # noqa: PLR0911 - one return per way a segment can match; PERF: no result objects
         self,
         node: _Node[T],
         segments: list[str],

@@ -14,7 +14,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Unpack
 
 import gevent
 import gevent.event
@@ -23,9 +23,9 @@ from ._connection import Connection
 from ._listener import ConnectionGreenlet, Listener, Registry, refuse
 from ._patching import patching_problems
 from .app import H3
-from .config import Config
+from .config import Config, ConfigOptions, make_config
 
-__all__ = ["Config", "Connection", "Server", "serve"]
+__all__ = ["Config", "ConfigOptions", "Connection", "Server", "serve"]
 
 logger = logging.getLogger("h3green")
 
@@ -33,9 +33,11 @@ logger = logging.getLogger("h3green")
 class Server:
     """An h3green server: ``Server(app, port=0).start()``, later ``.stop(timeout)``.
 
-    Keyword options are the fields of ``Config``. ``port=0`` picks a free port; read the
-    real one from ``.address``. Pass ``listener`` (a bound, listening socket) to serve on
-    a socket made elsewhere.
+    Keyword options are the fields of ``Config`` (``ConfigOptions``), given one by one,
+    as a ``config``, or both (the keywords replace the config's fields); an unknown one
+    is a ``TypeError`` here. ``port=0`` picks a free port; read the real one from
+    ``.address``. Pass ``listener`` (a bound, listening socket) to serve on a socket
+    made elsewhere.
     """
 
     def __init__(
@@ -45,12 +47,13 @@ class Server:
         port: int = 3000,
         *,
         listener: socket.socket | None = None,
-        **options: Any,
+        config: Config | None = None,
+        **options: Unpack[ConfigOptions],
     ) -> None:
         if not isinstance(app, H3):
             raise TypeError(f"Server serves an H3 app, got {app!r}; mount WSGI apps with app.mount()")
         self.app = app
-        self.config = Config(**options)
+        self.config = make_config(config, options)
         self.connections = Registry()
         self._stopped = gevent.event.Event()
         self._server = Listener(
@@ -142,9 +145,16 @@ class Server:
         logger.info("h3green stopped")
 
 
-def serve(app: H3, host: str = "127.0.0.1", port: int = 3000, **options: Any) -> None:
-    """Serve *app* until SIGINT or SIGTERM, then shut down gracefully."""
-    server = Server(app, host, port, **options)
+def serve(
+    app: H3,
+    host: str = "127.0.0.1",
+    port: int = 3000,
+    *,
+    config: Config | None = None,
+    **options: Unpack[ConfigOptions],
+) -> None:
+    """Serve *app* until SIGINT or SIGTERM, then shut down gracefully (options as ``Server``)."""
+    server = Server(app, host, port, config=config, **options)
 
     def on_signal() -> None:
         gevent.spawn(server.stop)

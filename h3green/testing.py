@@ -19,7 +19,7 @@ from __future__ import annotations
 import codecs
 import json as jsonlib
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import urlencode
 
 import gevent
@@ -28,8 +28,8 @@ import h11
 
 from ._connection import Connection
 from .app import H3
-from .config import Config
-from .datastructures import Headers
+from .config import Config, ConfigOptions, make_config
+from .datastructures import Headers, HeadersInit
 
 __all__ = [
     "ServerSentEvent",
@@ -274,25 +274,34 @@ class TestClient:
     """Call an app the way HTTP clients do, in-process: ``client.get("/path")``.
 
     Keyword options other than ``remote_addr`` and ``timeout`` configure the server
-    (``max_body_size=10``, ``sse_heartbeat=0.05``...), as for ``Server``.
+    (``max_body_size=10``, ``sse_heartbeat=0.05``...), as for ``Server``; the access log
+    is off unless asked for.
     """
 
     __test__ = False
 
     def __init__(
-        self, app: H3, *, remote_addr: str = "127.0.0.1", timeout: float = 30.0, **options: Any
+        self,
+        app: H3,
+        *,
+        remote_addr: str = "127.0.0.1",
+        timeout: float = 30.0,
+        config: Config | None = None,
+        **options: Unpack[ConfigOptions],
     ) -> None:
         self.app = app
         self.remote_addr = remote_addr
         self.timeout = timeout
-        self.config = Config(**{"access_log": False, **options})
+        if config is None:
+            options = {"access_log": False, **options}
+        self.config = make_config(config, options)
 
-    def _open(
+    def _open(  # noqa: PLR0912, PLR0913 - httpx-like keywords, each one a branch
         self,
         method: str,
         path: str,
         *,
-        headers: Mapping[str, str] | list[tuple[str, str]] | None = None,
+        headers: HeadersInit = None,
         params: Mapping[str, Any] | None = None,
         json: Any = None,
         data: Mapping[str, Any] | bytes | str | None = None,

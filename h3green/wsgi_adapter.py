@@ -8,51 +8,29 @@ the raw bytes decoded as latin-1; they are percent-quoted again so that the app'
 canonicalisation (strict UTF-8, dot segments) applies unchanged. Routing uses
 ``PATH_INFO``: the app lives at ``SCRIPT_NAME``.
 
-Server-Sent Events through WSGI: the response is an iterable that drains a bounded
-``gevent.queue.Queue``. The stream callback still runs in its own greenlet
-(``spawn_stream``, ``gevent.spawn_later(0)``) on an ``SSEWriter`` whose transport puts
-encoded events into that queue; a queue that stays full for ``sse_send_timeout`` means
-the client stopped reading (``BackpressureDetected``). While the queue is idle the
-iterable yields heartbeat comments, which is also how a WSGI server finds out that the
-client left: its write fails and it calls ``close()``, which ends the writer (``on_close``
-runs) and kills the callback greenlet.
-
-Without gevent (wsgiref, a thread per request): it still works. Every OS thread has its
-own gevent hub, and the thread serving the stream runs that hub whenever it waits on the
-queue, so the callback greenlet runs in the same thread and nothing is shared between
-threads. The price is one server thread per open stream, and a blocking call in the
-callback (an unpatched ``time.sleep``) holds up that stream's thread, no other. gevent
-objects shared between streams (a ``Channel``) belong to one hub: they need a gevent server.
+Server-Sent Events through WSGI: see ``h3green._wsgi_stream``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
-import time
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Final, TypedDict, Unpack
 from urllib.parse import quote
 
-import gevent
-import gevent.queue
-from gevent._hub_local import get_hub_if_exists
-
 from ._h1.events import NO_BODY_STATUSES
+from ._wsgi_stream import SSEIterable
 from .datastructures import Headers
-from .errors import BackpressureDetected, ConnectionLost, HTTPError, status_text
+from .errors import HTTPError, status_text
 from .event import DEFAULT_MAX_BODY_SIZE, H3Event
-from .response import Response, SSEResponse, close_body, error_response
-from .sse import SSEWriter, encode_comment, spawn_stream, stop_stream
+from .response import Response, SSEResponse, close_body, error_response, hold_head
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
     from .app import H3
 
-__all__ = ["WSGIAdapter", "WSGIConfig", "event_from_environ", "serve_wsgi"]
-
-logger = logging.getLogger("h3green")
+__all__ = ["WSGIAdapter", "WSGIConfig", "WSGIOptions", "event_from_environ", "serve_wsgi"]
 
 # RFC 9110 §7.6.1: connection-specific fields belong to the server that frames the
 # response; PEP 3333 forbids an application to send them.
@@ -72,7 +50,6 @@ _HOP_BY_HOP: Final = frozenset(
 # RFC 3986 §3.3: characters a path segment may hold unescaped ("/" separates them).
 _PATH_SAFE: Final = "/!$&'()*+,;=:@-._~"
 _READ_CHUNK: Final = 65536
-_END: Final = b""  # queue sentinel (events are never empty)
 
 
 @dataclasses.dataclass(slots=True)
@@ -94,6 +71,15 @@ class WSGIConfig:
             raise ValueError(f"sse_queue_size must be at least 1, got {self.sse_queue_size}")
         if self.max_body_size < 0 or self.sse_heartbeat < 0 or self.sse_send_timeout < 0:
             raise ValueError("max_body_size, sse_heartbeat and sse_send_timeout must be >= 0")
+
+
+class WSGIOptions(TypedDict, total=False):
+    """``WSGIConfig``'s fields as keyword options of ``WSGIAdapter`` (kept in step by a test)."""
+
+    max_body_size: int
+    sse_heartbeat: float
+    sse_send_timeout: float
+    sse_queue_size: int
 
 
 _DEFAULT_CONFIG: Final = WSGIConfig()
@@ -199,41 +185,28 @@ def _status_line(status: int) -> str:
     return f"{status} {status_text(status) or 'Unknown'}"
 
 
-class _ClosingIterator:
-    """Yields a response body, and passes the WSGI server's ``close()`` on to it."""
-
-    __slots__ = ("_body", "_iterator")
-
-    def __init__(self, body: Iterable[bytes]) -> None:
-        self._body = body
-        self._iterator = iter(body)
-
-    def __iter__(self) -> _ClosingIterator:
-        return self
-
-    def __next__(self) -> bytes:
-        return next(self._iterator)
-
-    def close(self) -> None:
-        close_body(self._body)
-
-
 class WSGIAdapter:
     """``app`` as a WSGI application with options: ``WSGIAdapter(app, max_body_size=...)``.
 
-    Options are the fields of ``WSGIConfig``. ``app(environ, start_response)`` itself
-    uses the defaults.
+    Options are the fields of ``WSGIConfig`` (``WSGIOptions``), one by one, as a
+    ``config``, or both (the keywords replace the config's fields); an unknown one is a
+    ``TypeError`` here. ``app(environ, start_response)`` itself uses the defaults.
     """
 
     __slots__ = ("app", "config")
 
-    def __init__(self, app: H3, **options: Any) -> None:
+    def __init__(self, app: H3, *, config: WSGIConfig | None = None, **options: Unpack[WSGIOptions]) -> None:
         from .app import H3
 
         if not isinstance(app, H3):
             raise TypeError(f"WSGIAdapter serves an H3 app, got {app!r}")
         self.app = app
-        self.config = WSGIConfig(**options)
+        if config is None:
+            self.config = WSGIConfig(**options)
+        elif not isinstance(config, WSGIConfig):
+            raise TypeError(f"config must be a WSGIConfig, got {config!r}")
+        else:
+            self.config = dataclasses.replace(config, **options) if options else config
 
     def __repr__(self) -> str:
         return f"<WSGIAdapter {self.app!r}>"
@@ -247,7 +220,7 @@ def serve_wsgi(app: H3, environ: WSGIEnvironment, start_response: StartResponse)
     return _serve(app, _DEFAULT_CONFIG, environ, start_response)
 
 
-def _serve(
+def _serve(  # noqa: PLR0911 - one return per kind of response
     app: H3, config: WSGIConfig, environ: WSGIEnvironment, start_response: StartResponse
 ) -> Iterable[bytes]:
     try:
@@ -261,8 +234,13 @@ def _serve(
         start_response(_status_line(response.status), _wsgi_headers(response))
         if response.callback is None or method == "HEAD":
             return []
-        heartbeat = config.sse_heartbeat if response.heartbeat is None else response.heartbeat
-        return _SSEIterable(event, response.callback, config, heartbeat)
+        return SSEIterable(
+            event,
+            response.callback,
+            queue_size=config.sse_queue_size,
+            send_timeout=config.sse_send_timeout,
+            heartbeat=config.sse_heartbeat if response.heartbeat is None else response.heartbeat,
+        )
     body = response.body
     if type(body) is bytes:
         return _send_bytes(response, method, start_response)
@@ -272,23 +250,15 @@ def _serve(
         close_body(body)
         start_response(_status_line(status), _wsgi_headers(response))
         return []
-    # Like the native server, hold the head back until the first piece exists, so an
-    # iterable that fails at once still gets an honest error response.
-    iterator = _ClosingIterator(body)
-    try:
-        first = next(iterator, None)
-    except HTTPError as exc:
-        iterator.close()
-        return _send_bytes(error_response(exc), method, start_response)
-    except Exception:
-        logger.exception("streamed response body of %s %s failed", method, event.target)
-        iterator.close()
-        return _send_bytes(error_response(None, app.debug), method, start_response)
+    held = hold_head(body, event, app.debug)  # the head waits for the first piece
+    if isinstance(held, Response):
+        return _send_bytes(held, method, start_response)
+    first, rest = held
     start_response(_status_line(status), _wsgi_headers(response))
     if first is None:
-        iterator.close()
+        close_body(body)
         return []
-    return _Prepended(first, iterator)
+    return _HeldBody(first, rest, body)
 
 
 def _wsgi_headers(response: Response) -> list[tuple[str, str]]:
@@ -312,16 +282,18 @@ def _send_bytes(response: Response, method: str, start_response: StartResponse) 
     return [] if no_body or method == "HEAD" else [body]
 
 
-class _Prepended:
-    """The first piece (already pulled), then the rest, with ``close()`` passed on."""
+class _HeldBody:
+    """The first piece (pulled before the head was sent), then the rest; the WSGI
+    server's ``close()`` reaches the handler's body."""
 
-    __slots__ = ("_first", "_rest")
+    __slots__ = ("_body", "_first", "_rest")
 
-    def __init__(self, first: bytes, rest: _ClosingIterator) -> None:
+    def __init__(self, first: bytes, rest: Iterator[bytes], body: Iterable[bytes]) -> None:
         self._first: bytes | None = first
         self._rest = rest
+        self._body = body
 
-    def __iter__(self) -> _Prepended:
+    def __iter__(self) -> _HeldBody:
         return self
 
     def __next__(self) -> bytes:
@@ -332,112 +304,4 @@ class _Prepended:
         return next(self._rest)
 
     def close(self) -> None:
-        self._rest.close()
-
-
-class _QueueTransport:
-    """An ``SSEWriter``'s way to the WSGI server: a bounded queue the response iterable drains."""
-
-    __slots__ = ("aborted", "closed", "finished", "queue", "timeout")
-
-    def __init__(self, size: int, timeout: float) -> None:
-        self.queue: gevent.queue.Queue[bytes] = gevent.queue.Queue(size)
-        self.timeout = timeout or None
-        self.closed = False
-        self.finished = False
-        self.aborted = False
-
-    def send(self, payload: bytes) -> None:
-        if self.closed:
-            raise ConnectionLost("the client disconnected")
-        try:
-            self.queue.put(payload, timeout=self.timeout)
-        except gevent.queue.Full:
-            self.closed = self.finished = True
-            raise BackpressureDetected(
-                f"the WSGI server took no event for {self.timeout} s; the stream was dropped"
-            ) from None
-
-    def finish(self) -> None:
-        self.finished = True
-        try:
-            self.queue.put_nowait(_END)
-        except gevent.queue.Full:
-            pass  # the iterable sees ``finished`` once it has drained the queue
-
-    def abort(self) -> None:
-        """The writer was dropped (``SSEWriter.drop``): end the body now, never blocking.
-
-        Events still queued are discarded; the client reconnects with its Last-Event-ID.
-        """
-        self.closed = self.aborted = True
-        self.finish()
-
-
-class _SSEIterable:
-    """The WSGI response body of an event stream."""
-
-    __slots__ = ("_closed", "_greenlet", "_heartbeat", "_opened", "_own_hub", "_transport", "_writer")
-
-    def __init__(
-        self,
-        event: H3Event,
-        callback: Callable[[SSEWriter], object],
-        config: WSGIConfig,
-        heartbeat: float,
-    ) -> None:
-        # A thread of a WSGI server without gevent has no hub until this stream makes one;
-        # its loop holds file descriptors, so the stream that made it destroys it.
-        self._own_hub = get_hub_if_exists() is None
-        self._transport = _QueueTransport(config.sse_queue_size, config.sse_send_timeout)
-        self._writer = SSEWriter(self._transport, event)
-        self._heartbeat = heartbeat
-        self._opened = False
-        self._closed = False
-        self._greenlet: gevent.Greenlet | None = spawn_stream(callback, self._writer)
-        # However the callback ends (returned, dropped, killed), the body ends with it.
-        self._greenlet.rawlink(self._callback_ended)
-
-    def _callback_ended(self, greenlet: gevent.Greenlet) -> None:
-        self._transport.finish()
-
-    def __iter__(self) -> _SSEIterable:
-        return self
-
-    def __next__(self) -> bytes:
-        if not self._opened:
-            # WSGI servers send the head with the first body bytes; a comment sends it
-            # now, so the client's EventSource opens before the first event exists.
-            self._opened = True
-            return encode_comment("")
-        transport = self._transport
-        queue = transport.queue
-        writer = self._writer
-        heartbeat = self._heartbeat
-        while not self._closed and not transport.aborted:
-            if transport.finished and not queue.qsize():
-                break
-            try:
-                payload: bytes = queue.get(timeout=writer.heartbeat_wait(heartbeat))
-            except gevent.queue.Empty:
-                writer.last_activity = time.monotonic()
-                return encode_comment("")
-            if payload is not _END and not transport.aborted:
-                return payload
-        raise StopIteration
-
-    def close(self) -> None:
-        """The WSGI server is done (stream ended, or the client left)."""
-        if self._closed:
-            return
-        self._closed = True
-        self._transport.closed = True
-        writer = self._writer
-        writer.connection_lost()
-        greenlet, self._greenlet = self._greenlet, None
-        stop_stream(greenlet)
-        writer.close()
-        if self._own_hub:
-            hub = get_hub_if_exists()
-            if hub is not None:
-                hub.destroy(destroy_loop=True)
+        close_body(self._body)

@@ -1,7 +1,8 @@
-"""Fixtures shared by the live-server test modules."""
+"""Fixtures shared by the live-server test modules, and the hook that marks live tests."""
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -11,6 +12,55 @@ from h3green import H3, Server
 
 #: ``serve_app(app, **options)`` starts an in-process server on an ephemeral port.
 ServeApp = Callable[..., Server]
+
+# Names whose use means real sockets on 127.0.0.1 or a process of its own.
+_LIVE_NAMES = frozenset(
+    {
+        "serve_app",
+        "start_cli",
+        "RawClient",
+        "Popen",
+        "subprocess",
+        "gsubprocess",
+        "create_connection",
+        "gsocket",
+        "HTTPConnection",
+        "make_server",
+        "httpx",
+    }
+)
+
+
+def _names(code: types.CodeType) -> set[str]:
+    """Global and attribute names a function uses, its nested functions included."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names(const)
+    return names
+
+
+def _is_live(item: pytest.Item) -> bool:
+    if "serve_app" in getattr(item, "fixturenames", ()):
+        return True
+    functions = [getattr(item, "function", None)]
+    info = getattr(item, "_fixtureinfo", None)
+    if info is not None:
+        functions += [defs[-1].func for defs in info.name2fixturedefs.values() if defs]
+    return any(
+        _names(function.__code__) & _LIVE_NAMES
+        for function in functions
+        if function is not None and hasattr(function, "__code__")
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``live`` every test that opens real sockets or starts a process: through the
+    ``serve_app`` fixture, a fixture of its own, or directly (``-m "not live"`` keeps the
+    in-memory suite)."""
+    for item in items:
+        if item.get_closest_marker("live") is None and _is_live(item):
+            item.add_marker(pytest.mark.live)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import gevent
 from gevent import socket as gsocket
-from live_helpers import free_port
+from helpers import free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 

@@ -82,7 +82,7 @@ def test_on_refuses_invalid_method(method: str) -> None:
 
 def test_on_refuses_non_callable_handler() -> None:
     with pytest.raises(TypeError, match="handler for GET /x must be callable, got 42"):
-        H3().get("/x", 42)  # type: ignore[arg-type]
+        H3().get("/x", 42)  # type: ignore[call-overload]
 
 
 def test_repr_counts_routes_and_middleware() -> None:

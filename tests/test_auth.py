@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from conftest import ServeApp
-from live_helpers import RawClient
+from helpers import RawClient
 
 from h3green import H3, H3Event, Headers, HTTPError
 from h3green.testing import TestClient

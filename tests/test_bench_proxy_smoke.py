@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.live
+# Seconds each (a build, a benchmark run): deselect with -m "not slow" for a quick loop.
+pytestmark = [pytest.mark.live, pytest.mark.slow]
 
 
 def test_the_proxy_benchmark_runs_and_reports_both_figures() -> None:

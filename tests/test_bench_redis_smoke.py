@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from live_helpers import REPO
+from helpers import REPO
 from redis_helpers import REDIS_SERVER
 
 pytestmark = pytest.mark.live
@@ -21,7 +21,10 @@ def test_redis_fanout_quick(tmp_path: Path) -> None:
     if not os.path.exists(REDIS_SERVER):
         pytest.skip("redis-server is not installed")
     out = tmp_path / "fanout.json"
-    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+    env = {
+        **os.environ,
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+    }
     done = subprocess.run(
         [sys.executable, str(Path(REPO) / "bench" / "redis_fanout.py"), "--quick", "--json", str(out)],
         cwd=REPO,

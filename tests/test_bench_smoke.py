@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.live
+# Seconds each (a build, a benchmark run): deselect with -m "not slow" for a quick loop.
+pytestmark = [pytest.mark.live, pytest.mark.slow]
 
 
 def _run_quick(out: Path) -> tuple[int, str, str]:
@@ -93,7 +94,9 @@ def test_quick_run_measures_every_server_and_writes_json(tmp_path: Path) -> None
     assert set(sse["peers"]) == sse_expected
     for name, peer in sse["peers"].items():
         assert [level["streams"] for level in peer["levels"]] == [20, 50], name
-        assert all(level["kib_per_stream"] > 0 and level["fanout_median_ms"] > 0 for level in peer["levels"]), name
+        assert all(
+            level["kib_per_stream"] > 0 and level["fanout_median_ms"] > 0 for level in peer["levels"]
+        ), name
         assert peer["throughput"]["events_per_s"] > 0, name
         detect = peer["detect"]
         # Every closed stream was noticed: the WSGI peers through their (short) ping.

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from live_helpers import REPO, start_cli_server
+from helpers import REPO, start_cli
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -62,7 +62,7 @@ def example() -> Iterator[Callable[..., str]]:
     procs: list[Any] = []
 
     def start(module: str, **env: str) -> str:
-        proc, port = start_cli_server(f"examples.{module}", env, cwd=REPO)
+        proc, port = start_cli(f"examples.{module}:app", env=env, cwd=REPO)
         procs.append(proc)
         return f"http://127.0.0.1:{port}"
 

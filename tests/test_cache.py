@@ -6,7 +6,7 @@ import datetime
 
 import pytest
 from conftest import ServeApp
-from live_helpers import RawClient
+from helpers import RawClient
 
 from h3green import H3, H3Event
 from h3green.testing import TestClient

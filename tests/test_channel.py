@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import gevent
 import gevent.event
 import pytest
-from live_helpers import RawClient, live_greenlets, wait_until
+from helpers import RawClient, live_greenlets, switches_during, wait_until
 
 from h3green import H3, BackpressureDetected, Channel, H3Event, Headers, SSEWriter
 from h3green import channel as channel_module
@@ -109,7 +110,7 @@ def test_publish_encodes_once_and_fans_out(monkeypatch: pytest.MonkeyPatch) -> N
     greenlets = [listening(channel, writer) for writer, _ in pairs]
     assert len(channel) == 50
     calls: list[int] = []
-    real = channel_module.encode_event
+    real: Callable[..., bytes] = vars(channel_module)["encode_event"]
 
     def counting(*args: Any, **kwargs: Any) -> bytes:
         calls.append(1)
@@ -163,13 +164,10 @@ def test_slow_subscriber_is_dropped_without_waiting() -> None:
     slow_writer.on_close(lambda: closed.append(1))
     fast_greenlet = listening(channel, fast_writer)
     slow_greenlet = listening(channel, slow_writer)
-    took = 0.0
     for n in range(20):
-        start = time.perf_counter()
-        channel.publish(n)
-        took = max(took, time.perf_counter() - start)
+        # Never waited for the blocked subscriber: a wait would switch to the hub.
+        assert switches_during(lambda: channel.publish(n)) == 0  # noqa: B023 - called at once
         gevent.sleep(0)  # the fast listener keeps up
-    assert took < 0.05  # never waited for the blocked subscriber
     assert len(channel) == 1 and slow.aborted and not slow_writer.is_active
     slow_greenlet.join(timeout=2)
     assert isinstance(slow_greenlet.value, BackpressureDetected)
@@ -278,7 +276,7 @@ def test_listen_on_an_ended_writer_returns() -> None:
     assert len(channel) == 0
 
 
-def test_publish_to_10k_subscribers_is_fast() -> None:
+def test_publish_to_10k_subscribers_only_enqueues() -> None:
     subscribers = 10_000
     channel = Channel()
     pairs = [writer_for() for _ in range(subscribers)]
@@ -288,14 +286,14 @@ def test_publish_to_10k_subscribers_is_fast() -> None:
     timings = []
     for n in range(5):
         start = time.perf_counter()
-        channel.publish({"n": n}, event="tick")
+        # Encoded once, queued to each: no wait on any subscriber (a wait is a switch).
+        assert switches_during(lambda: channel.publish({"n": n}, event="tick")) == 0  # noqa: B023 - called at once
         timings.append(time.perf_counter() - start)
         gevent.sleep(0)  # let every listener write it
     best = min(timings)
-    print(
-        f"\nchannel publish to {subscribers} subscribers: best {best * 1000:.2f} ms, worst {max(timings) * 1000:.2f} ms ({best / subscribers * 1e9:.0f} ns per subscriber)"
+    print(  # for the record; the speed itself is bench/'s business
+        f"\nchannel publish to {subscribers} subscribers: best {best * 1000:.2f} ms ({best / subscribers * 1e9:.0f} ns per subscriber)"
     )
-    assert best < 0.1
     wait_until(lambda: all(len(t.sent) == 5 for _, t in pairs), 5, "every subscriber's events")
     for writer, _ in pairs:
         writer.close()
@@ -373,7 +371,7 @@ def test_slow_socket_subscriber_dropped_over_real_sockets(serve_app: Any) -> Non
     fast.close()
     slow.close()
     wait_until(lambda: not server.connections, 2, "every connection to close")
-    wait_until(lambda: live_greenlets() <= baseline, 2, "the greenlets to end")
+    wait_until(lambda: live_greenlets() <= baseline, 2, lambda: live_greenlets() - baseline)
 
 
 def test_memory_backend_ids_off_repr_and_misuse() -> None:

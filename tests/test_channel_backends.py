@@ -16,7 +16,7 @@ from typing import Any
 import gevent
 import gevent.event
 import pytest
-from live_helpers import wait_until
+from helpers import wait_until
 from redis_helpers import blocks
 from test_channel import Transport, channel_app, listening, writer_for
 
@@ -64,7 +64,7 @@ def test_everyone_gets_the_same_events_in_order_with_the_same_ids(make_channel: 
         if event:
             published[-1]["event"] = event
     ids = [p["id"] for p in published]
-    assert ids == sorted(ids, key=order) and len(set(ids)) == 30
+    assert ids == sorted(ids, key=order) and len(set(ids)) == 30  # type: ignore[arg-type]
     for _, transport in pairs:
         got = wait_for(transport, 30)
         assert [dict(sorted(e.items())) for e in got] == [dict(sorted(p.items())) for p in published]

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import gevent
 import pytest
-from live_helpers import REPO, RawClient, start_cli_server
+from helpers import REPO, RawClient, start_cli
 from redis_helpers import RedisServer
 
 from h3green.testing import ServerSentEvent
@@ -45,8 +45,8 @@ def synced(port: int, events: Iterator[ServerSentEvent]) -> None:
 
 def test_chat_across_two_processes(redis_server: RedisServer) -> None:
     env = {"REDIS_URL": redis_server.url, "PYTHONPATH": str(REPO)}
-    one, port1 = start_cli_server("examples.chat", env, cwd=str(REPO))
-    two, port2 = start_cli_server("examples.chat", env, cwd=str(REPO))
+    one, port1 = start_cli("examples.chat:app", env=env, cwd=str(REPO))
+    two, port2 = start_cli("examples.chat:app", env=env, cwd=str(REPO))
     clients = []
     try:
         ada, ada_events, online = join(port1, "ada")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 import shlex
 import signal
@@ -11,10 +10,11 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
+from gevent.subprocess import Popen
+from helpers import get_once, start_cli
 
 import h3green
 from h3green import H3
@@ -97,42 +97,11 @@ def test_every_config_field_is_a_flag() -> None:
     assert args.server_header is None
 
 
-def _start(app_file: Path, *extra: str) -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "h3green", f"{app_file}:app", "--port", "0", *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=app_file.parent,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        found = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
-        if found:
-            return proc, int(found.group(1))
-    proc.kill()
-    raise AssertionError(f"server did not start: {proc.communicate()[0]}")
-
-
-def _get(port: int, path: str = "/") -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    return data
-
-
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_serves_patched_and_stops_cleanly_on_signal(app_file: Path, signum: int) -> None:
-    proc, port = _start(app_file, "--no-access-log")
+    proc, port = start_cli(f"{app_file}:app", cwd=app_file.parent)
     try:
-        response = _get(port)
+        response = get_once(port)
         assert response.startswith(b"HTTP/1.1 200 OK")
         assert response.endswith(b'{"patched":true}')
         proc.send_signal(signum)
@@ -146,9 +115,9 @@ def test_serves_patched_and_stops_cleanly_on_signal(app_file: Path, signum: int)
 
 
 def test_access_log_goes_to_the_access_logger(app_file: Path) -> None:
-    proc, port = _start(app_file)
+    proc, port = start_cli(f"{app_file}:app", cwd=app_file.parent, access_log=True)
     try:
-        _get(port, "/?x=1")
+        get_once(port, "/?x=1")
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=15)
     finally:
@@ -185,6 +154,8 @@ def test_a_bad_flag_value_is_a_usage_error(tmp_path: Path, capsys: pytest.Captur
     app_file.write_text("from h3green import H3\napp = H3()\n")
     assert main([f"{app_file}:app", "--max-connections", "-1"]) == 2
     assert "max_connections must be >= 1" in capsys.readouterr().err
+
+
 # -- issue: what a new user hits on the command line ------------------------------------
 
 
@@ -281,14 +252,14 @@ def test_patching_on_import_only_on_the_way_to_the_command(
     assert h3green._patching.run_as_command() is expected
 
 
-def _reap(proc: subprocess.Popen[str]) -> None:
+def _reap(proc: Popen[str]) -> None:
     proc.kill()
     proc.wait()
     if proc.stdout is not None:
         proc.stdout.close()
 
 
-def _read_until(proc: subprocess.Popen[str], pattern: str, seen: list[str]) -> re.Match[str]:
+def _read_until(proc: Popen[str], pattern: str, seen: list[str]) -> re.Match[str]:
     assert proc.stdout is not None
     for line in proc.stdout:
         seen.append(line)
@@ -300,21 +271,13 @@ def _read_until(proc: subprocess.Popen[str], pattern: str, seen: list[str]) -> r
 def test_reload_restarts_on_a_source_change(tmp_path: Path) -> None:
     source = tmp_path / "reloadme.py"
     source.write_text("from h3green import H3\napp = H3()\napp.get('/', lambda event: 'one')\n")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "h3green", "reloadme:app", "--port", "0", "--reload", "--no-access-log"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
     seen: list[str] = []
+    proc, port = start_cli("reloadme:app", "--reload", cwd=tmp_path, seen=seen)
     try:
-        port = int(_read_until(proc, r"listening on http://127\.0\.0\.1:(\d+)", seen).group(1))
-        assert _get(port).endswith(b"one")
+        assert get_once(port).endswith(b"one")
         source.write_text("from h3green import H3\napp = H3()\napp.get('/', lambda event: 'two')\n")
         port = int(_read_until(proc, r"listening on http://127\.0\.0\.1:(\d+)", seen).group(1))
-        assert _get(port).endswith(b"two")
+        assert get_once(port).endswith(b"two")
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=20)
     finally:
@@ -347,10 +310,10 @@ def test_log_level_debug_shows_requests_and_streams(tmp_path: Path) -> None:
             """
         )
     )
-    proc, port = _start(source, "--log-level", "debug", "--no-access-log")
+    proc, port = start_cli(f"{source}:app", "--log-level", "debug", cwd=source.parent)
     try:
-        assert _get(port).endswith(b"hi")
-        assert b"data: b" in _get(port, "/events")
+        assert get_once(port).endswith(b"hi")
+        assert b"data: b" in get_once(port, "/events")
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=15)
     finally:

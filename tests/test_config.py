@@ -88,7 +88,9 @@ def test_every_field_parses_from_its_default_text() -> None:
         assert parse_field(field.name, text) == value, field.name
 
 
-def test_the_docs_example_runs() -> None:
+def test_the_docs_examples_run() -> None:
     text = (Path(__file__).parent.parent / "docs" / "config.md").read_text()
-    code = text.split("```python\n", 1)[1].split("```", 1)[0]
-    exec(compile(code, "docs/config.md", "exec"), {})
+    blocks = [block.split("```", 1)[0] for block in text.split("```python\n")[1:]]
+    assert len(blocks) == 2
+    for code in blocks:
+        exec(compile(code, "docs/config.md", "exec"), {})

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import test_gunicorn
-from live_helpers import REPO, RawClient
+from helpers import REPO, RawClient
 from redis_helpers import RedisServer
 from test_gunicorn import CLIENT_TIMEOUT, H3WORKER, StartGunicorn
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from http import HTTPStatus
 
 import pytest
 
@@ -31,7 +32,8 @@ def test_http_error_with_everything() -> None:
     exc = HTTPError(422, "invalid item", data={"field": "name"}, headers=[("x-a", "1"), ("x-a", "2")])
     assert exc.to_json() == {
         "status": 422,
-        "statusText": "Unprocessable Entity",
+        # Python's phrase: "Unprocessable Entity" to 3.12, RFC 9110's "Unprocessable Content" after.
+        "statusText": HTTPStatus(422).phrase,
         "message": "invalid item",
         "data": {"field": "name"},
     }
@@ -60,8 +62,8 @@ def test_error_hierarchy() -> None:
     assert issubclass(HTTPError, errors.H3Error)
     for cls in (errors.WriterClosed, errors.ConnectionLost, errors.BackpressureDetected):
         assert issubclass(cls, errors.SSEError)
-    for cls in (errors.SSEAlreadyStarted, errors.ResponseAlreadySent):
-        assert issubclass(cls, errors.SSEError) and issubclass(cls, RuntimeError)
+    for usage in (errors.SSEAlreadyStarted, errors.ResponseAlreadySent):
+        assert issubclass(usage, errors.SSEError) and issubclass(usage, RuntimeError)
 
 
 def test_http_error_from_handler_on_the_wire() -> None:
@@ -115,7 +117,7 @@ def test_unhandled_error_is_a_generic_500_logged_once(caplog: pytest.LogCaptureF
 
 def test_debug_puts_the_traceback_on_the_wire(caplog: pytest.LogCaptureFixture) -> None:
     app = H3(debug=True)
-    app.get("/", lambda e: {}["missing"])
+    app.get("/", lambda e: dict[str, int]()["missing"])
     with caplog.at_level(logging.CRITICAL, logger="h3green"):
         res = TestClient(app).get("/")
     body = res.json()

@@ -3,6 +3,7 @@ context, http_version, and the staged response API."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -110,14 +111,68 @@ def test_set_status_and_headers_are_staged() -> None:
         event.set_header("x-b", "evil\r\nset-cookie: a=1")
 
 
+def test_res_status_is_checked_like_set_status() -> None:
+    event = H3Event("GET", "/", Headers())
+    event.res.status = 418
+    assert event.res.status == 418
+    for bad in (100, 199, 1000):
+        with pytest.raises(ValueError, match=f"invalid status code {bad}"):
+            event.res.status = bad
+    assert event.res.status == 418  # a refused value leaves the staged one
+    event.res.status = None  # back to "the return value's, or 200"
+    assert event.res.status is None
+
+
+def test_sse_settings_are_readable() -> None:
+    event = H3Event("GET", "/events", Headers())
+    assert (event.stream_callback, event.sse_heartbeat) == (None, None)
+
+    def callback(writer: object) -> None:
+        pass
+
+    event.start_sse(heartbeat=2.5)
+    event.set_stream_callback(callback)
+    assert (event.stream_callback, event.sse_heartbeat) == (callback, 2.5)
+
+
+def test_close_form_closes_what_read_form_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    from h3green.utils.multipart import FormData
+
+    event = H3Event("GET", "/", Headers())
+    event.close_form()  # nothing read: nothing to close
+    body = b"a=1"
+    event = H3Event(
+        "POST",
+        "/",
+        Headers([("content-type", "application/x-www-form-urlencoded"), ("content-length", "3")]),
+        body=_OneShot(body),
+    )
+    closed: list[FormData] = []
+    monkeypatch.setattr(FormData, "close", lambda form: closed.append(form))  # noqa: PLW0108 - a plain function, so it binds as a method
+    form = event.read_form()
+    assert form["a"] == "1"
+    event.close_form()
+    assert closed == [form]
+
+
+class _OneShot:
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def read(self) -> bytes:
+        data, self._data = self._data, b""
+        return data
+
+
 def test_staged_changes_after_the_head_was_sent_raise() -> None:
     event = H3Event("GET", "/", Headers())
-    event._head_sent = True
-    for call in (
+    event.mark_head_sent()
+    calls: list[Callable[[], None]] = [
         lambda: event.set_header("x", "1"),
         lambda: event.append_header("x", "1"),
         lambda: event.set_status(200),
-    ):
+    ]
+    for call in calls:
         with pytest.raises(ResponseAlreadySent, match="the response head was already sent"):
             call()
 

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 import gevent
 import pytest
 from conftest import ServeApp
-from live_helpers import REPO, RawClient, start_cli_server
+from helpers import REPO, RawClient, start_cli
 
 from examples import portal, upstream
 from h3green import Server
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.live
 def site(serve_app: ServeApp, monkeypatch: pytest.MonkeyPatch) -> Server:
     monkeypatch.setattr(upstream, "INTERVAL", 0.02)
     # What monkey patching does for the example when it runs as a program.
-    monkeypatch.setattr(upstream.time, "sleep", gevent.sleep)
+    monkeypatch.setattr(vars(upstream)["time"], "sleep", gevent.sleep)
     service = serve_app(upstream.app)
     host, port = service.address
     monkeypatch.setattr(portal, "UPSTREAM", f"http://{host}:{port}")
@@ -123,10 +123,10 @@ def stop(proc: Any) -> None:
 
 
 def test_both_examples_as_processes_relay_ticks() -> None:
-    service, service_port = start_cli_server("examples.upstream", {"TICK_INTERVAL": "0.02"}, cwd=REPO)
+    service, service_port = start_cli("examples.upstream:app", env={"TICK_INTERVAL": "0.02"}, cwd=REPO)
     try:
-        site, site_port = start_cli_server(
-            "examples.portal", {"UPSTREAM_URL": f"http://127.0.0.1:{service_port}"}, cwd=REPO
+        site, site_port = start_cli(
+            "examples.portal:app", env={"UPSTREAM_URL": f"http://127.0.0.1:{service_port}"}, cwd=REPO
         )
         try:
             stream = RawClient(("127.0.0.1", site_port), timeout=10)

@@ -17,7 +17,7 @@ from typing import Any
 import gevent
 import httpx
 import pytest
-from live_helpers import REPO, start_cli_server
+from helpers import REPO, start_cli
 
 from h3green.testing import TestClient
 
@@ -112,7 +112,7 @@ def start_site() -> Iterator[Callable[..., str]]:
     procs: list[Any] = []
 
     def start(**env: str) -> str:
-        proc, port = start_cli_server("examples.site", {"SITE_TICK": "0.05", **env}, cwd=REPO)
+        proc, port = start_cli("examples.site:app", env={"SITE_TICK": "0.05", **env}, cwd=REPO)
         procs.append(proc)
         return f"http://127.0.0.1:{port}"
 

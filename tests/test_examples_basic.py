@@ -11,14 +11,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from live_helpers import free_port
+from helpers import accepts, free_port, wait_until
 
 from h3green.testing import TestClient
 
@@ -147,16 +146,13 @@ def run_example() -> Iterator[Any]:
             argv += ["--port", str(port)]
         proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         procs.append(proc)
-        deadline = time.monotonic() + STARTUP_DEADLINE
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return port
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    output = proc.stdout.read().decode() if proc.stdout else ""
-                    pytest.fail(f"{' '.join(args)} did not start listening on {port}:\n{output}")
-                time.sleep(0.05)
+        wait_until(
+            lambda: proc.poll() is not None or accepts(port), STARTUP_DEADLINE, f"{args} to listen on {port}"
+        )
+        if proc.poll() is not None:
+            output = proc.stdout.read().decode() if proc.stdout else ""
+            pytest.fail(f"{' '.join(args)} did not start listening on {port}:\n{output}")
+        return port
 
     start.procs = procs  # type: ignore[attr-defined]
     yield start

@@ -19,7 +19,7 @@ import gevent
 import httpx
 import httpx_sse
 import pytest
-from live_helpers import free_port, wait_until
+from helpers import accepts, free_port, wait_until
 
 from examples import chat, counter, llm_stream
 from h3green.testing import TestClient
@@ -59,17 +59,11 @@ def run_example() -> Iterator[Any]:
             stderr=subprocess.PIPE,
         )
         procs.append(proc)
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(
-                        f"{args} did not start: {proc.stderr.read().decode() if proc.stderr else ''}"
-                    ) from None
-                time.sleep(0.05)
+        wait_until(lambda: proc.poll() is not None or accepts(port), 15, f"{args} to listen")
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"{args} did not start: {proc.stderr.read().decode() if proc.stderr else ''}"
+            )
         return f"http://127.0.0.1:{port}", proc
 
     yield start

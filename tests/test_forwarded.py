@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ServeApp
-from live_helpers import RawClient
+from helpers import RawClient
 
 from h3green import H3, H3Event, Headers
 from h3green.__main__ import _parser, main

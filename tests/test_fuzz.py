@@ -17,6 +17,7 @@ import itertools
 import logging
 import os
 import re
+from collections.abc import Callable
 
 import gevent
 import pytest
@@ -109,7 +110,7 @@ def _splits(data: bytes, cuts: list[int]) -> list[bytes]:
 @FUZZ
 @given(chunks, st.lists(st.integers(min_value=0, max_value=10_000), max_size=8))
 def test_driver_turns_any_bytes_into_events_or_a_protocol_error(
-    driver_class: type[Driver], parts: list[bytes], cuts: list[int]
+    driver_class: Callable[..., Driver], parts: list[bytes], cuts: list[int]
 ) -> None:
     driver = driver_class(max_request_line=200, max_header_bytes=400, max_header_count=8)
     data = b"".join(parts)
@@ -209,7 +210,9 @@ CONFIG = Config(
 @pytest.mark.parametrize("http_parser", ["h11", "httptools"])
 @FUZZ
 @given(chunks)
-def test_server_path_answers_any_bytes_with_4xx_or_a_clean_close(http_parser: str, parts: list[bytes]) -> None:
+def test_server_path_answers_any_bytes_with_4xx_or_a_clean_close(
+    http_parser: str, parts: list[bytes]
+) -> None:
     sock = _MemorySocket()
     for part in parts:
         if part:

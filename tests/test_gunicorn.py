@@ -1,7 +1,7 @@
 """Real gunicorn processes: ``-k h3green.workers.H3Worker`` and ``-k gevent`` (the WSGI path).
 
 Each test starts ``python -m gunicorn`` on an ephemeral port in its own process group, and
-the fixture kills the group whatever happens. Clients are ``live_helpers.RawClient`` (h11
+the fixture kills the group whatever happens. Clients are ``helpers.RawClient`` (h11
 over gevent sockets), so a hundred of them share this process's loop without monkey patching.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import gevent
 import pytest
-from live_helpers import RawClient
+from helpers import RawClient, wait_until
 
 pytestmark = pytest.mark.live
 
@@ -171,7 +171,7 @@ def gunicorn(tmp_path: Path) -> Iterator[StartGunicorn]:
         server.proc.wait(10)
 
 
-# -- clients: h11 over gevent sockets (live_helpers.RawClient) ------------------------------
+# -- clients: h11 over gevent sockets (helpers.RawClient) ------------------------------
 
 #: Generous: a hundred streams and a gunicorn master share two cores.
 CLIENT_TIMEOUT = 10.0
@@ -306,10 +306,7 @@ def test_reload_on_code_change(gunicorn: StartGunicorn, tmp_path: Path) -> None:
         'from h3green import H3\napp = H3()\napp.get("/", lambda e: "two")\n'
     )
     server.wait_for("Booting worker with pid", count=2)
-    deadline = time.monotonic() + BOOT_TIMEOUT
-    while get(server.address) != (200, b"two") and time.monotonic() < deadline:
-        gevent.sleep(0.1)
-    assert get(server.address) == (200, b"two")
+    wait_until(lambda: get(server.address) == (200, b"two"), BOOT_TIMEOUT, "the reloaded app to answer")
 
 
 # -- settings --------------------------------------------------------------------------------
@@ -333,9 +330,7 @@ def test_access_log_format_limits_and_env(gunicorn: StartGunicorn, tmp_path: Pat
     assert get(server.address, "/echo", "POST", b"12345678") == (200, b"12345678")
     assert get(server.address, "/echo", "POST", b"123456789")[0] == 413
     assert get(server.address, "/" + "x" * 200)[0] == 414
-    deadline = time.monotonic() + 5
-    while access.read_text().count("\n") < 4 and time.monotonic() < deadline:
-        gevent.sleep(0.05)
+    wait_until(lambda: access.read_text().count("\n") >= 4, 5, "four access log lines")
     lines = access.read_text().splitlines()
     assert lines[0].startswith('127.0.0.1 "GET /nowhere?a=1 HTTP/1.1" 404 ')
     assert lines[0].endswith(" GET /nowhere a=1 -")
@@ -356,9 +351,7 @@ def test_worker_connections_bound_streams(gunicorn: StartGunicorn) -> None:
     finally:
         for client in clients:
             client.close()
-    deadline = time.monotonic() + 5
-    while get(server.address)[0] != 200 and time.monotonic() < deadline:
-        gevent.sleep(0.05)
+    wait_until(lambda: get(server.address)[0] == 200, 5, "a free slot")
     assert get(server.address) == (200, b"Hello, World!")
 
 
@@ -436,9 +429,7 @@ def test_client_leaving_ends_the_stream(gunicorn: StartGunicorn, worker: str, tm
     finally:
         client.close()
     marker = tmp_path / "closed.txt"
-    deadline = time.monotonic() + 5
-    while not marker.exists() and time.monotonic() < deadline:
-        gevent.sleep(0.05)
+    wait_until(marker.exists, 5, "the stream's on_close to run")
     assert marker.read_text() == "closed\n"  # on_close ran once, the callback ended
     assert get(server.address) == (200, b"Hello, World!")
 

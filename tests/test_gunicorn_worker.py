@@ -16,9 +16,9 @@ from typing import Any
 import gevent
 import pytest
 from gevent import socket as gsocket
-from gunicorn.config import Config as GunicornConfig
-from gunicorn.glogging import Logger
-from live_helpers import RawClient
+from gunicorn.config import Config as GunicornConfig  # type: ignore[import-untyped]
+from gunicorn.glogging import Logger  # type: ignore[import-untyped]
+from helpers import RawClient, wait_until
 from test_gunicorn import CLIENT_TIMEOUT, get
 
 from h3green import H3, H3Event, SSEWriter, wsgi_mount
@@ -175,15 +175,11 @@ def test_heartbeat_notifies_during_run_and_shutdown(
     monkeypatch.setattr(worker, "notify", lambda: beats.append(time.monotonic()))
     worker.load_wsgi()
     runner = gevent.spawn(worker.run)
-    deadline = time.monotonic() + 5
-    while len(beats) < 3 and time.monotonic() < deadline:
-        gevent.sleep(0.05)
-    assert len(beats) >= 3
+    wait_until(lambda: len(beats) >= 3, 5, "three heartbeats to the arbiter")
     notifier = gevent.spawn(worker._keep_notifying, 0.05)
     count = len(beats)
-    gevent.sleep(0.2)
+    wait_until(lambda: len(beats) > count, 5, "the notifier's heartbeat")
     notifier.kill()
-    assert len(beats) > count
     worker.alive = False
     runner.join(5)
     assert runner.dead

@@ -40,7 +40,7 @@ def test_on_request_http_error_answers() -> None:
 
     handled: list[str] = []
     app = H3(on_request=deny)
-    app.get("/", lambda e: handled.append("no") or "no")
+    app.get("/", lambda e: handled.append("no") or "no")  # type: ignore[func-returns-value]
     res = TestClient(app).get("/")
     assert res.status == 401
     assert res.headers["www-authenticate"] == "Bearer"
@@ -54,7 +54,7 @@ def test_hooks_accept_lists_in_order() -> None:
         on_request=[lambda e: order.append("req1"), lambda e: order.append("req2")],
         on_response=(lambda e, r: order.append("res1"), lambda e, r: order.append("res2")),
     )
-    app.get("/", lambda e: order.append("handler") and None)
+    app.get("/", lambda e: order.append("handler"))
     TestClient(app).get("/")
     assert order == ["req1", "req2", "handler", "res1", "res2"]
 

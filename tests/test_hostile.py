@@ -16,15 +16,18 @@ import dataclasses
 import logging
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import gevent
 import pytest
-from _rawhttp import RawClient, RawResponse, Script, live_greenlets, wait_until, warm_up
+from helpers import RawClient, RawResponse, live_greenlets, wait_until, warm_up
 
 from h3green import H3, H3Event, HTTPError, Server
 
 pytestmark = pytest.mark.live
+
+#: What a conversation sends: bytes, pauses (seconds) and "shut" (half-close the socket).
+Script = bytes | Iterable[bytes | float | str]
 
 LIMITS = {
     "max_request_line": 512,
@@ -432,18 +435,18 @@ TIMEOUTS = [
 ]
 
 EOF_CASES = [
-    rejected("half-close mid head", [b"GET /echo HTTP/1.1\r\nHo", "shut"], 400),  # type: ignore[list-item]
+    rejected("half-close mid head", [b"GET /echo HTTP/1.1\r\nHo", "shut"], 400),
     Case(
         "half-close after a whole request: answered, then closed",
         [req(), "shut"],
         (200,),
-        True,  # type: ignore[list-item]
+        True,
         (b"",),
     ),
     rejected(
         "half-close mid body",
         [req("POST", headers=b"Content-Length: 10\r\n", body=b"abc"), "shut"],
-        400,  # type: ignore[list-item]
+        400,
         seen=("!400",),
     ),
 ]
@@ -488,7 +491,7 @@ def server(request: pytest.FixtureRequest) -> Iterator[Server]:
     srv.start()
     yield srv
     srv.stop(1.0)
-    assert wait_until(lambda: live_greenlets() <= before), live_greenlets() - before
+    wait_until(lambda: live_greenlets() <= before, what=lambda: live_greenlets() - before)
 
 
 # Markers of internals that must never reach the wire.
@@ -498,10 +501,10 @@ LEAKS = (b"Traceback", b"bytearray", b"h11", b'File "', b".py", b"Python", b"gev
 def _play(client: RawClient, script: Script) -> None:
     items = [script] if isinstance(script, bytes) else list(script)
     for item in items:
-        if item == "shut":
+        if isinstance(item, str):  # "shut"
             client.sock.shutdown(socket.SHUT_WR)
         elif not client.send_failed:  # the server may close early: stop writing then
-            client.send([item])  # type: ignore[list-item]
+            client.send([item])
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
@@ -545,6 +548,6 @@ def test_conversation(server: Server, case: Case, caplog: pytest.LogCaptureFixtu
             assert follow_up is not None and follow_up.status == 200 and follow_up.body == b"pong"
             assert time.monotonic() - started < case.within
     assert tuple(SEEN) == case.seen
-    assert wait_until(lambda: not server.connections), "the connection was not released"
+    wait_until(lambda: not server.connections, what="the connection to be released")
     problems = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     assert not problems, problems

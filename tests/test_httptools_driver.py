@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 import test_fuzz as tf
-from _rawhttp import RawClient, live_greenlets, wait_until, warm_up
+from helpers import RawClient, live_greenlets, wait_until, warm_up
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -74,14 +74,14 @@ def server() -> Iterator[Server]:
     srv.start()
     yield srv
     srv.stop(1.0)
-    assert wait_until(lambda: live_greenlets() <= before), live_greenlets() - before
+    wait_until(lambda: live_greenlets() <= before, what=lambda: live_greenlets() - before)
 
 
 @pytest.fixture
 def client(server: Server) -> Iterator[RawClient]:
     with RawClient(server.address) as conn:
         yield conn
-    assert wait_until(lambda: not server.connections), "the connection was not released"
+    wait_until(lambda: not server.connections, what="the connection to be released")
 
 
 def test_the_server_runs_the_httptools_driver(server: Server) -> None:

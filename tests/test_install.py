@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -22,10 +21,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import get_once
 
 import h3green
 
-pytestmark = pytest.mark.live
+# Seconds each (a build, a benchmark run): deselect with -m "not slow" for a quick loop.
+pytestmark = [pytest.mark.live, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = "Scripts" if sys.platform == "win32" else "bin"
@@ -81,15 +82,6 @@ APP = textwrap.dedent(
                 and gevent.monkey.is_module_patched("time")}
     """
 )
-
-
-def _get(port: int) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    return data
 
 
 @pytest.fixture
@@ -148,7 +140,7 @@ def test_console_script_patches_before_importing_the_app(
             break
     else:
         raise AssertionError("".join(head))
-    response = _get(int(found.group(1)))
+    response = get_once(int(found.group(1)))
     assert response.startswith(b"HTTP/1.1 200 ")
     assert response.endswith(b'{"patched":true}')
     proc.send_signal(signal.SIGTERM)

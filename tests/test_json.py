@@ -135,7 +135,9 @@ def test_json_default_must_be_callable() -> None:
 
 
 def test_hook_is_tried_first_and_may_override_a_builtin() -> None:
-    dumps = make_json_dumps(lambda v: v.strftime("%d/%m/%Y") if isinstance(v, datetime.date) else money_default(v))
+    dumps = make_json_dumps(
+        lambda v: v.strftime("%d/%m/%Y") if isinstance(v, datetime.date) else money_default(v)
+    )
     assert dumps([datetime.date(2026, 12, 2), ID]) == b'["02/12/2026","12345678-1234-5678-1234-567812345678"]'
 
 

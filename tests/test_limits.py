@@ -16,7 +16,7 @@ from pathlib import Path
 
 import gevent
 import pytest
-from _rawhttp import RawClient, live_greenlets, wait_until, warm_up
+from helpers import RawClient, live_greenlets, wait_until, warm_up
 
 import h3green
 from h3green import H3, H3Event, Server, SSEWriter
@@ -81,7 +81,7 @@ def serve(request: pytest.FixtureRequest) -> Iterator[object]:
     yield start
     for server in servers:
         server.stop(1.0)
-    assert wait_until(lambda: live_greenlets() <= before), live_greenlets() - before
+    wait_until(lambda: live_greenlets() <= before, what=lambda: live_greenlets() - before)
 
 
 # -- write timeout -------------------------------------------------------------------------
@@ -93,8 +93,8 @@ def test_a_client_that_never_reads_is_cut_after_write_timeout(serve: object, pat
     with RawClient(server.address, rcvbuf=4096) as client:
         started = time.monotonic()
         client.send(GET % path.encode())
-        assert wait_until(lambda: len(server.connections) == 1, 2.0)
-        assert wait_until(lambda: not server.connections, 3.0), "a non-reading client held its connection"
+        wait_until(lambda: len(server.connections) == 1, 2.0)
+        wait_until(lambda: not server.connections, 3.0, what="the server to drop the non-reading client")
         assert 0.25 < time.monotonic() - started < 2.5
 
 
@@ -108,7 +108,7 @@ def test_past_max_connections_new_clients_get_503_and_old_ones_carry_on(serve: o
             client.send(GET % b"/ping")
             response = client.response()
             assert response is not None and response.status == 200
-        assert wait_until(lambda: len(server.connections) == 2)
+        wait_until(lambda: len(server.connections) == 2)
         with RawClient(server.address) as third:
             refused = third.response()
             assert refused is not None and refused.status == 503
@@ -121,7 +121,7 @@ def test_past_max_connections_new_clients_get_503_and_old_ones_carry_on(serve: o
             response = client.response()
             assert response is not None and response.status == 200
     # Once they leave, the slots come back.
-    assert wait_until(lambda: not server.connections)
+    wait_until(lambda: not server.connections)
     with RawClient(server.address) as fourth:
         fourth.send(GET % b"/ping")
         response = fourth.response()
@@ -134,12 +134,12 @@ def test_an_open_stream_counts_and_keeps_streaming_while_others_are_refused(serv
         streamer.send(GET % b"/events")
         head = streamer.response(head_only=True)
         assert head is not None and head.status == 200
-        assert wait_until(lambda: b"data: 2\n" in streamer.buffer or not streamer._fill(time.monotonic() + 2))
+        wait_until(lambda: b"data: 2\n" in streamer.buffer or not streamer.fill(time.monotonic() + 2))
         with RawClient(server.address) as refused:
             response = refused.response()
             assert response is not None and response.status == 503
         seen = len(streamer.buffer)
-        assert wait_until(lambda: streamer._fill(time.monotonic() + 2) and len(streamer.buffer) > seen + 20)
+        wait_until(lambda: streamer.fill(time.monotonic() + 2) and len(streamer.buffer) > seen + 20)
 
 
 @pytest.mark.parametrize(("linger", "limit"), [(None, 2.5), (0.2, 0.9)])
@@ -307,7 +307,7 @@ def test_stop_while_accepting_is_paused(serve: object, monkeypatch: pytest.Monke
     monkeypatch.setattr(StreamServer, "do_read", exhausted)
     client = RawClient(server.address)
     listener = server._server
-    assert wait_until(lambda: listener._resume_timer is not None)
+    wait_until(lambda: listener._resume_timer is not None)
     server.stop(0.5)
     assert listener._resume_timer is None
     assert client.closed_by_server()

@@ -61,7 +61,7 @@ def test_code_after_next_sees_the_response() -> None:
 
     @app.use
     def timing(event: H3Event, next: Next) -> Response:
-        response = next()
+        response: Response = next()
         seen.append(response)
         assert isinstance(response, Response)
         response.headers.set("x-seen-status", str(response.status))
@@ -140,7 +140,7 @@ def test_middleware_may_replace_an_error_response_from_next() -> None:
 
     @app.use
     def soften(event: H3Event, next: Next) -> Any:
-        response = next()
+        response: Response = next()
         if response.status == 409:
             return Response("already there", 200)
         return response
@@ -207,7 +207,7 @@ def cors_app(**options: Any) -> H3:
 
     @app.use
     def cors(event: H3Event, next: Next) -> Response:
-        response = next()
+        response: Response = next()
         response.headers.set("access-control-allow-origin", "*")
         return response
 
@@ -269,7 +269,7 @@ def test_every_layer_sees_the_error_response_of_a_failing_middleware() -> None:
 
     @app.use
     def outer(event: H3Event, next: Next) -> Response:
-        response = next()
+        response: Response = next()
         seen.append(response.status)
         response.headers.set("x-outer", "1")
         return response
@@ -293,7 +293,7 @@ def test_error_after_start_sse_reaches_middleware_as_a_response() -> None:
 
     @app.use
     def tag(event: H3Event, next: Next) -> Response:
-        response = next()
+        response: Response = next()
         response.headers.set("x-tag", "1")
         return response
 

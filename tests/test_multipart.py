@@ -19,8 +19,8 @@ import httpx
 import pytest
 from conftest import ServeApp
 from gevent import socket as gsocket
-from live_helpers import wait_until
-from wsgi_helpers import call, make_environ
+from helpers import wait_until
+from helpers.wsgi import call, make_environ
 
 from h3green import H3, H3Event, HTTPError
 from h3green.testing import TestClient, TestResponse

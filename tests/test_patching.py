@@ -123,12 +123,16 @@ def patched_sleep(monkeypatch: pytest.MonkeyPatch) -> object:
     """As if patch_all() had replaced time.sleep: returns the "original" (held by no module)."""
     original = object()
     monkeypatch.setattr(gevent.monkey, "is_module_patched", lambda name: True)
-    monkeypatch.setattr(gevent.monkey, "is_object_patched", lambda mod, name: (mod, name) == ("time", "sleep"))
+    monkeypatch.setattr(
+        gevent.monkey, "is_object_patched", lambda mod, name: (mod, name) == ("time", "sleep")
+    )
     monkeypatch.setattr(gevent.monkey, "get_original", lambda mod, name: original)
     return original
 
 
-def test_late_references_finds_user_modules_only(patched_sleep: object, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_late_references_finds_user_modules_only(
+    patched_sleep: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name in ("userlib_h3g", "_private_h3g", "gevent.fake_h3g", "posix_like_h3g"):
         module = types.ModuleType(name)
         module.sleep = patched_sleep  # type: ignore[attr-defined]

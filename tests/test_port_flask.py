@@ -7,7 +7,7 @@ from collections.abc import Callable
 from urllib.parse import urlencode
 
 import pytest
-from live_helpers import RawClient
+from helpers import RawClient
 
 from examples import port_flask
 from h3green import Server

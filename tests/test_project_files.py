@@ -30,3 +30,17 @@ def test_changelog_has_a_section_for_the_current_version() -> None:
 
 def test_version_is_bumped_for_this_release() -> None:
     assert h3green.__version__ == "0.2.0"
+
+
+def test_contributing_maps_every_module() -> None:
+    # The module map is only useful while it is whole: a new module gets its line.
+    text = (ROOT / "CONTRIBUTING.md").read_text()
+    mapped = set(re.findall(r"^\| `([\w/]+\.py)` \|", text, re.MULTILINE))
+    package = ROOT / "h3green"
+    modules = {
+        path.relative_to(package).as_posix()
+        for path in package.rglob("*.py")
+        if path.parent.name != "utils"  # one row for the utilities package
+    }
+    assert modules - mapped == set(), "add these to CONTRIBUTING.md's module map"
+    assert mapped - modules == set(), "these are in CONTRIBUTING.md's module map but gone"

@@ -19,7 +19,7 @@ import gevent.event
 import h11
 import pytest
 from conftest import ServeApp
-from live_helpers import RawClient, free_port
+from helpers import RawClient, free_port
 from test_gunicorn import (
     H3WORKER,
     StartGunicorn,
@@ -357,7 +357,7 @@ def test_connection_failures_map_to_gateway_statuses(
     def fail(*args: Any, **kwargs: Any) -> None:
         raise error
 
-    monkeypatch.setattr(proxy_module.gsocket, "create_connection", fail)
+    monkeypatch.setattr(vars(proxy_module)["gsocket"], "create_connection", fail)
     response = TestClient(proxy_app("http://upstream.invalid:8080")).get("/api/x")
     assert response.status == status and "invalid" not in response.text
 

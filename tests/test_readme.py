@@ -111,7 +111,11 @@ def check_tour(ns: dict[str, Any], served: Served) -> None:
     assert served == [(app, {"host": "127.0.0.1", "port": 3000})]
     client = TestClient(app)
     res = client.get("/users/1")
-    assert (res.status, res.json(), res.headers["x-served-by"]) == (200, {"id": "1", "name": "Ada"}, "h3green")
+    assert (res.status, res.json(), res.headers["x-served-by"]) == (
+        200,
+        {"id": "1", "name": "Ada"},
+        "h3green",
+    )
     res = client.get("/users/9")
     assert res.status == 404
     assert res.json()["data"] == {"id": "9"}

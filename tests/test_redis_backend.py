@@ -18,7 +18,7 @@ import gevent
 import pytest
 import redis
 import redis.connection
-from live_helpers import REPO, free_port, wait_until
+from helpers import REPO, free_port, wait_until
 from redis_helpers import RedisServer, blocks
 from test_channel import Transport, channel_app, listening, writer_for
 
@@ -48,7 +48,8 @@ def test_keys_are_prefixed_and_entries_hold_the_encoded_event(
         raw = redis.Redis.from_url(redis_server.url)
         try:
             assert sorted(raw.keys("*")) == [b"app2:chat", b"h3green:chat"]
-            entries = raw.xrange("h3green:chat")
+            entries: Any = raw.xrange("h3green:chat")
+            assert first is not None
             assert entries[0] == (first.encode(), {b"d": b'event: message\ndata: {"text":"hi"}\n\n'})
             assert entries[1][1] == {b"d": b"data: presence\n\n", b"l": b"1"}
         finally:
@@ -86,7 +87,7 @@ def test_settings_and_misuse_are_refused_at_setup(redis_server: RedisServer, coo
         {"coalesce": -1},
     ):
         with pytest.raises(ValueError):
-            RedisBackend(redis_server.url, **bad)
+            RedisBackend(redis_server.url, **bad)  # type: ignore[arg-type]
 
 
 PUBLISHER = """
@@ -138,7 +139,7 @@ def test_password_and_unix_socket_urls(tmp_path: Path, cooperative_redis: None) 
                 channel = Channel("room", backend=backend)
                 writer, transport = writer_for()
                 greenlet = listening(channel, writer)
-                wait_until(lambda ch=channel: len(ch) == 1, 5, "the subscriber")
+                wait_until(lambda ch=channel: len(ch) == 1, 5, "the subscriber")  # type: ignore[misc]
                 event_id = channel.publish("hello")
                 assert wait_for(transport, 1) == [{"id": event_id, "data": "hello"}]
                 writer.close()
@@ -244,7 +245,7 @@ def test_redis_killed_and_restarted_mid_stream(
         assert got[3] == {"event": "gap", "data": '{"reason":"lost"}'}
         assert got[4:] == [{"id": after[n - 3], "data": f"m{n}"} for n in range(3, 5)]
         # Ids never went backwards for this client.
-        assert parse_id(after[0]) > parse_id(before[-1])  # type: ignore[operator]
+        assert parse_id(after[0]) > parse_id(before[-1])  # type: ignore[operator, arg-type]
         # A client that comes back from before the restart: a gap, then what Redis holds.
         resumed, resumed_transport = writer_for(last_event_id=before[1])
         other = listening(channel, resumed)

@@ -18,7 +18,7 @@ from pathlib import Path
 import gevent
 import pytest
 import test_gunicorn
-from live_helpers import REPO, RawClient
+from helpers import REPO, RawClient
 from redis_helpers import RedisServer
 from test_gunicorn import CLIENT_TIMEOUT, H3WORKER, StartGunicorn
 

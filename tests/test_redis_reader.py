@@ -9,7 +9,7 @@ import gevent
 import pytest
 import redis
 from gevent import socket as gsocket
-from live_helpers import wait_until
+from helpers import wait_until
 from redis_helpers import RedisServer, blocks
 from test_channel import Transport, listening, writer_for
 

@@ -11,9 +11,7 @@ from h3green.router import InvalidPath, RouteMatch, Router, normalize_path
 # --- normalize_path -------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "path", ["/", "/a", "/a/b/", "/users/42", "/a..b/c.d", "/x:y/~z"]
-)
+@pytest.mark.parametrize("path", ["/", "/a", "/a/b/", "/users/42", "/a..b/c.d", "/x:y/~z"])
 def test_clean_path_is_returned_unchanged(path: str) -> None:
     # Build a fresh string so the identity check is not satisfied by interning.
     fresh = "".join(list(path))
@@ -139,9 +137,9 @@ _property_router.add("POST", "/a/b", "post")
     st.sampled_from(["GET", "HEAD", "POST", "DELETE"]),
     st.one_of(
         st.text(),
-        st.lists(
-            st.sampled_from(["a", "b", "c", "d", "s", "..", ".", "", "%2e"]), max_size=6
-        ).map(lambda parts: "/" + "/".join(parts)),
+        st.lists(st.sampled_from(["a", "b", "c", "d", "s", "..", ".", "", "%2e"]), max_size=6).map(
+            lambda parts: "/" + "/".join(parts)
+        ),
     ),
 )
 def test_match_never_raises(method: str, raw: str) -> None:
@@ -167,7 +165,6 @@ def test_static_route() -> None:
     assert m.handler == "users"
     assert m.params == {}
     assert m.allowed == ()
-    assert m.head_fallback is False
     assert r.match("GET", "/users/list/all").handler == "all"
     assert r.match("GET", "/users/list").handler is None
 
@@ -374,12 +371,10 @@ def test_head_falls_back_to_get() -> None:
     r.add("GET", "/p/:x", "pget")
     m = r.match("HEAD", "/a")
     assert m.handler == "get"
-    assert m.head_fallback is True
     m = r.match("HEAD", "/p/1")
     assert m.handler == "pget"
-    assert m.head_fallback is True
     assert m.params == {"x": "1"}
-    assert r.match("GET", "/a").head_fallback is False
+    assert r.match("GET", "/a").handler == "get"
 
 
 def test_explicit_head_wins_over_get() -> None:
@@ -391,7 +386,6 @@ def test_explicit_head_wins_over_get() -> None:
     for path, expected in [("/a", "head"), ("/p/1", "phead")]:
         m = r.match("HEAD", path)
         assert m.handler == expected
-        assert m.head_fallback is False
 
 
 def test_any_method_wins_over_head_fallback() -> None:
@@ -403,7 +397,6 @@ def test_any_method_wins_over_head_fallback() -> None:
     for path, expected in [("/a", "any"), ("/p/1", "pany")]:
         m = r.match("HEAD", path)
         assert m.handler == expected
-        assert m.head_fallback is False
 
 
 def test_head_without_get_is_405() -> None:
@@ -436,7 +429,6 @@ def test_405_allowed_sorted_with_head() -> None:
     assert m.handler is None
     assert m.allowed == ("DELETE", "GET", "HEAD", "POST")
     assert m.params == {}
-    assert m.head_fallback is False
 
 
 def test_405_does_not_add_options() -> None:
@@ -471,7 +463,6 @@ def test_method_falls_through_to_lower_precedence_node() -> None:
     # HEAD is served by the static GET route (fallback), not the catch-all.
     m = r.match("HEAD", "/files/readme")
     assert m.handler == "readme"
-    assert m.head_fallback is True
 
 
 def test_method_falls_through_static_to_param() -> None:
@@ -598,9 +589,7 @@ def test_valid_methods(method: str) -> None:
 @pytest.mark.parametrize("method", ["get", "", "GET POST", "Get", "G\u00c9T"])
 def test_invalid_method(method: str) -> None:
     r: Router[str] = Router()
-    with pytest.raises(
-        ValueError, match="method must be an upper-case HTTP method or '\\*'"
-    ):
+    with pytest.raises(ValueError, match="method must be an upper-case HTTP method or '\\*'"):
         r.add(method, "/a", "h")
 
 
@@ -659,15 +648,13 @@ def test_handlers_of_any_type() -> None:
 
 
 def test_route_match_repr_and_slots() -> None:
-    m: RouteMatch[str] = RouteMatch("h", {"x": "1"}, (), True)
-    assert (
-        repr(m)
-        == "RouteMatch(handler='h', params={'x': '1'}, allowed=(), head_fallback=True)"
-    )
+    m: RouteMatch[str] = RouteMatch("h", {"x": "1"}, (), "/p/:x")
+    assert repr(m) == "RouteMatch(handler='h', params={'x': '1'}, allowed=())"
+    assert m.pattern == "/p/:x"
     assert not hasattr(m, "__dict__")
     default = RouteMatch[str](None, {})
     assert default.allowed == ()
-    assert default.head_fallback is False
+    assert default.pattern is None
     assert not hasattr(Router[str](), "__dict__")
 
 

@@ -12,103 +12,13 @@ import gevent
 import gevent.event
 import gevent.socket
 import pytest
+from helpers import RawClient, wait_until
 
 from h3green import H3, H3Event, HTTPError, Response, Server
 
 pytestmark = pytest.mark.live
 
 DEADLINE = 5.0
-
-
-class Reply:
-    def __init__(
-        self, version: str, status: int, headers: list[tuple[str, str]], body: bytes, chunks: list[bytes]
-    ):
-        self.version = version
-        self.status = status
-        self.headers = headers
-        self.body = body
-        self.chunks = chunks
-
-    def header(self, name: str) -> str | None:
-        return next((v for k, v in self.headers if k == name), None)
-
-    def json(self) -> Any:
-        import json
-
-        return json.loads(self.body)
-
-
-class Raw:
-    """A client on a real socket that parses responses by hand, so the framing is checked."""
-
-    def __init__(self, address: tuple[str, int]) -> None:
-        self.sock = gevent.socket.create_connection(address, timeout=DEADLINE)
-        self.buf = b""
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def _fill(self) -> None:
-        data = self.sock.recv(65536)
-        if not data:
-            raise EOFError("server closed the connection")
-        self.buf += data
-
-    def _until(self, sep: bytes) -> bytes:
-        while sep not in self.buf:
-            self._fill()
-        out, _, self.buf = self.buf.partition(sep)
-        return out
-
-    def _exact(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            self._fill()
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
-
-    def response(self, *, head: bool = False) -> Reply:
-        lines = self._until(b"\r\n\r\n").decode("latin-1").split("\r\n")
-        version, status, *_ = lines[0].split(" ", 2)
-        headers = [(k.strip().lower(), v.strip()) for k, v in (line.split(":", 1) for line in lines[1:])]
-        reply = Reply(version, int(status), headers, b"", [])
-        if head or reply.status < 200 or reply.status in (204, 304):
-            return reply
-        if reply.header("content-length") is not None:
-            reply.body = self._exact(int(reply.header("content-length") or 0))
-        elif reply.header("transfer-encoding") == "chunked":
-            while True:
-                size = int(self._until(b"\r\n").split(b";")[0], 16)
-                if size == 0:
-                    self._until(b"\r\n")
-                    break
-                reply.chunks.append(self._exact(size))
-                assert self._exact(2) == b"\r\n"
-            reply.body = b"".join(reply.chunks)
-        else:
-            reply.body = self.read_to_eof()
-        return reply
-
-    def read_to_eof(self) -> bytes:
-        try:
-            while True:
-                self._fill()
-        except EOFError:
-            pass
-        out, self.buf = self.buf, b""
-        return out
-
-    def closed_by_server(self) -> bool:
-        try:
-            self._fill()
-        except EOFError:
-            return True
-        except OSError:
-            return True
-        return False
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def request(method: str, path: str, *headers: str, body: bytes = b"", version: str = "1.1") -> bytes:
@@ -162,17 +72,17 @@ def reads() -> list[str]:
 
 
 @pytest.fixture
-def serve(reads: list[str]) -> Iterator[Callable[..., tuple[Server, Callable[[], Raw]]]]:
+def serve(reads: list[str]) -> Iterator[Callable[..., tuple[Server, Callable[[], RawClient]]]]:
     servers: list[Server] = []
-    clients: list[Raw] = []
+    clients: list[RawClient] = []
 
-    def start(app: H3 | None = None, **options: Any) -> tuple[Server, Callable[[], Raw]]:
+    def start(app: H3 | None = None, **options: Any) -> tuple[Server, Callable[[], RawClient]]:
         server = Server(app or make_app(reads), port=0, **{"access_log": False, **options})
         server.start()
         servers.append(server)
 
-        def connect() -> Raw:
-            raw = Raw(server.address)
+        def connect() -> RawClient:
+            raw = RawClient(server.address, timeout=DEADLINE)
             clients.append(raw)
             return raw
 
@@ -192,7 +102,7 @@ def test_address_and_a_plain_request(serve: Any) -> None:
     assert host == "127.0.0.1" and port > 0
     raw = connect()
     raw.send(request("GET", "/?n=1"))
-    reply = raw.response()
+    reply = raw.expect()
     assert (reply.version, reply.status) == ("HTTP/1.1", 200)
     assert reply.json() == {"path": "/", "n": "1", "version": "1.1"}
     assert reply.header("content-length") == str(len(reply.body))
@@ -204,7 +114,7 @@ def test_keep_alive_serves_several_requests(serve: Any) -> None:
     raw = connect()
     for n in range(3):
         raw.send(request("GET", f"/?n={n}"))
-        assert raw.response().json()["n"] == str(n)
+        assert raw.expect().json()["n"] == str(n)
 
 
 @pytest.mark.parametrize(
@@ -223,20 +133,20 @@ def test_connection_stays_usable_after_an_error_response(
     raw = connect()
     with caplog.at_level(logging.CRITICAL, logger="h3green"):
         raw.send(req)
-        reply = raw.response()
+        reply = raw.expect()
     assert reply.status == status
     assert reply.json()["status"] == status
     assert b"boom" not in reply.body and b"Traceback" not in reply.body
     assert reply.header("connection") is None
     raw.send(request("GET", "/?n=after"))
-    assert raw.response().json()["n"] == "after"
+    assert raw.expect().json()["n"] == "after"
 
 
 def test_malformed_path_is_a_json_400_over_the_wire(serve: Any) -> None:
     _, connect = serve()
     raw = connect()
     raw.send(request("GET", "/%zz"))
-    reply = raw.response()
+    reply = raw.expect()
     assert reply.status == 400
     assert reply.json() == {
         "status": 400,
@@ -249,9 +159,9 @@ def test_keep_alive_after_a_rejected_body_that_was_sent(serve: Any, reads: list[
     _, connect = serve()
     raw = connect()
     raw.send(request("POST", "/reject", body=b"x" * 100))  # small body: drained, not a reason to close
-    assert raw.response().status == 403
+    assert raw.expect().status == 403
     raw.send(request("GET", "/?n=2"))
-    assert raw.response().json()["n"] == "2"
+    assert raw.expect().json()["n"] == "2"
 
 
 def test_pipelined_requests_answer_in_order(serve: Any) -> None:
@@ -263,17 +173,17 @@ def test_pipelined_requests_answer_in_order(serve: Any) -> None:
         + request("GET", "/missing")
         + request("GET", "/?n=4")
     )
-    assert raw.response().json()["n"] == "1"
-    assert raw.response().body == b"pipelined body"
-    assert raw.response().status == 404
-    assert raw.response().json()["n"] == "4"
+    assert raw.expect().json()["n"] == "1"
+    assert raw.expect().body == b"pipelined body"
+    assert raw.expect().status == 404
+    assert raw.expect().json()["n"] == "4"
 
 
 def test_http_10_request_is_answered_and_closed(serve: Any) -> None:
     _, connect = serve()
     raw = connect()
     raw.send(request("GET", "/", version="1.0"))
-    reply = raw.response()
+    reply = raw.expect()
     assert reply.status == 200
     assert reply.json()["version"] == "1.0"
     assert reply.header("connection") == "close"
@@ -284,7 +194,7 @@ def test_http_10_stream_is_close_delimited(serve: Any) -> None:
     _, connect = serve()
     raw = connect()
     raw.send(request("GET", "/stream", version="1.0"))
-    reply = raw.response()
+    reply = raw.expect()
     assert reply.header("transfer-encoding") is None and reply.header("content-length") is None
     assert reply.body == b"first,second"  # read to EOF: the close ends the body
 
@@ -293,11 +203,11 @@ def test_streamed_response_is_chunked_on_the_wire(serve: Any) -> None:
     _, connect = serve()
     raw = connect()
     raw.send(request("GET", "/stream"))
-    reply = raw.response()
+    reply = raw.expect()
     assert reply.header("transfer-encoding") == "chunked"
     assert reply.chunks == [b"first,", b"second"]
     raw.send(request("GET", "/?n=next"))  # the zero chunk ended it: the connection lives on
-    assert raw.response().json()["n"] == "next"
+    assert raw.expect().json()["n"] == "next"
 
 
 def test_stream_failing_midway_truncates_and_closes(serve: Any, caplog: pytest.LogCaptureFixture) -> None:
@@ -316,10 +226,10 @@ def test_head_keeps_content_length_without_body(serve: Any) -> None:
     _, connect = serve()
     raw = connect()
     raw.send(request("HEAD", "/?n=1"))
-    reply = raw.response(head=True)
+    reply = raw.expect(head_only=True)
     assert reply.status == 200 and int(reply.header("content-length") or 0) > 0
     raw.send(request("GET", "/?n=2"))  # no stray body bytes before the next response
-    assert raw.response().json()["n"] == "2"
+    assert raw.expect().json()["n"] == "2"
 
 
 def test_chunked_request_body(serve: Any) -> None:
@@ -329,14 +239,14 @@ def test_chunked_request_body(serve: Any) -> None:
         request("POST", "/echo", "Transfer-Encoding: chunked")
         + b"5\r\nhello\r\n1;ext=1\r\n \r\n5\r\nworld\r\n0\r\n\r\n"
     )
-    assert raw.response().body == b"hello world"
+    assert raw.expect().body == b"hello world"
 
 
 def test_body_is_not_read_before_the_handler(serve: Any, reads: list[str]) -> None:
     _, connect = serve()
     raw = connect()
     raw.send(request("POST", "/reject", "Content-Length: 1000000"))  # head only, no body ever
-    reply = raw.response()
+    reply = raw.expect()
     assert reply.status == 403
     assert reads == ["reject"]
     # The body never came, and is too large to drain: the server says so and closes.
@@ -348,20 +258,20 @@ def test_100_continue_is_sent_only_when_the_handler_reads(serve: Any, reads: lis
     _, connect = serve()
     raw = connect()
     raw.send(request("POST", "/echo", "Content-Length: 11", "Expect: 100-continue"))
-    interim = raw.response()
+    interim = raw.expect(interim=True)
     assert interim.status == 100
     assert reads == ["echo"]  # the handler asked for the body before the 100 went out
     raw.send(b"hello world")
-    assert raw.response().body == b"hello world"
+    assert raw.expect().body == b"hello world"
     raw.send(request("GET", "/?n=next"))
-    assert raw.response().json()["n"] == "next"
+    assert raw.expect().json()["n"] == "next"
 
 
 def test_100_continue_not_sent_when_the_handler_rejects(serve: Any, reads: list[str]) -> None:
     _, connect = serve()
     raw = connect()
     raw.send(request("POST", "/reject", "Content-Length: 11", "Expect: 100-continue"))
-    reply = raw.response()
+    reply = raw.expect()
     assert reply.status == 403  # the final answer comes first: no 100 before it
     assert reads == ["reject"]
     assert reply.header("connection") == "close"
@@ -372,7 +282,7 @@ def test_413_from_content_length_up_front(serve: Any, reads: list[str]) -> None:
     _, connect = serve(max_body_size=100)
     raw = connect()
     raw.send(request("POST", "/echo", "Content-Length: 101", "Expect: 100-continue"))
-    reply = raw.response()
+    reply = raw.expect()
     assert reply.status == 413  # no 100 Continue: the upload is refused before it starts
     assert reply.json()["message"] == "request body exceeds 100 bytes"
     assert raw.closed_by_server()
@@ -383,7 +293,7 @@ def test_413_from_a_chunked_body(serve: Any) -> None:
     raw = connect()
     chunk = b"40\r\n" + b"y" * 64 + b"\r\n"
     raw.send(request("POST", "/echo", "Transfer-Encoding: chunked") + chunk * 2 + b"0\r\n\r\n")
-    reply = raw.response()
+    reply = raw.expect()
     assert reply.status == 413
     assert reply.json()["message"] == "request body exceeds 100 bytes"
 
@@ -392,7 +302,7 @@ def test_body_at_the_limit_is_accepted(serve: Any) -> None:
     _, connect = serve(max_body_size=100)
     raw = connect()
     raw.send(request("POST", "/echo", body=b"z" * 100))
-    assert raw.response().body == b"z" * 100
+    assert raw.expect().body == b"z" * 100
 
 
 def test_access_log(serve: Any, caplog: pytest.LogCaptureFixture) -> None:
@@ -400,8 +310,8 @@ def test_access_log(serve: Any, caplog: pytest.LogCaptureFixture) -> None:
     raw = connect()
     with caplog.at_level(logging.INFO, logger="h3green.access"):
         raw.send(request("GET", "/?n=1") + request("GET", "/missing"))
-        raw.response()
-        raw.response()
+        raw.expect()
+        raw.expect()
         deadline = time.monotonic() + DEADLINE
         while len([r for r in caplog.records if r.name == "h3green.access"]) < 2:
             assert time.monotonic() < deadline
@@ -416,7 +326,7 @@ def test_access_log_off(serve: Any, caplog: pytest.LogCaptureFixture) -> None:
     raw = connect()
     with caplog.at_level(logging.INFO, logger="h3green.access"):
         raw.send(request("GET", "/"))
-        raw.response()
+        raw.expect()
     assert not [r for r in caplog.records if r.name == "h3green.access"]
 
 
@@ -462,16 +372,16 @@ def test_concurrent_clients_do_not_block_each_other(serve: Any) -> None:
     slow, fast = connect(), connect()
     slow.send(request("GET", "/slow"))
     fast.send(request("GET", "/fast"))
-    assert fast.response().body == b"fast"  # answered while /slow is still waiting
+    assert fast.expect().body == b"fast"  # answered while /slow is still waiting
     release.set()
-    assert slow.response().body == b"slow"
+    assert slow.expect().body == b"slow"
 
 
 def test_stop_closes_idle_keep_alive_connections(serve: Any) -> None:
     server, connect = serve()
     raw = connect()
     raw.send(request("GET", "/"))
-    raw.response()
+    raw.expect()
     server.stop(timeout=2)
     assert raw.closed_by_server()
     assert not server.connections
@@ -496,7 +406,7 @@ def test_accepted_sockets_have_tcp_nodelay(serve: Any, monkeypatch: pytest.Monke
     _, connect = serve()
     raw = connect()
     raw.send(request("GET", "/"))
-    assert raw.response().status == 200
+    assert raw.expect().status == 200
     assert len(flags) == 1 and flags[0] != 0
 
 
@@ -514,7 +424,7 @@ def test_small_response_is_one_write(serve: Any, monkeypatch: pytest.MonkeyPatch
     _, connect = serve()
     raw = connect()
     raw.send(request("GET", "/?n=1"))
-    reply = raw.response()
+    reply = raw.expect()
     assert len(writes) == 1  # head and body in one sendall: no Nagle/delayed-ACK stall
     assert writes[0].endswith(reply.body) and writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
 
@@ -531,10 +441,10 @@ def test_handler_400_on_a_bodyless_request_keeps_the_connection(serve: Any) -> N
     _, connect = serve(app)
     raw = connect()
     raw.send(request("GET", "/check?id=bad"))
-    reply = raw.response()
+    reply = raw.expect()
     assert (reply.status, reply.header("connection")) == (400, None)
     raw.send(request("GET", "/check?id=ok"))
-    assert raw.response().body == b"fine"
+    assert raw.expect().body == b"fine"
 
 
 def test_stream_reading_an_absent_body_late(serve: Any) -> None:
@@ -548,8 +458,8 @@ def test_stream_reading_an_absent_body_late(serve: Any) -> None:
     _, connect = serve(app)
     raw = connect()
     raw.send(request("GET", "/late") + request("GET", "/late"))
-    assert raw.response().body == b"before,body="
-    assert raw.response().body == b"before,body="
+    assert raw.expect().body == b"before,body="
+    assert raw.expect().body == b"before,body="
 
 
 def test_serve_blocks_until_sigterm_then_stops_gracefully(reads: list[str]) -> None:
@@ -563,10 +473,10 @@ def test_serve_blocks_until_sigterm_then_stops_gracefully(reads: list[str]) -> N
     listener.listen(16)
     runner = gevent.spawn(serve, make_app(reads), listener=listener, access_log=False)
     try:
-        raw = Raw(listener.getsockname())
+        raw = RawClient(listener.getsockname(), timeout=DEADLINE)
         raw.send(request("GET", "/?n=1"))
         # Answered: serve() has started and installed its signal handlers.
-        assert raw.response().json()["n"] == "1"
+        assert raw.expect().json()["n"] == "1"
         assert not runner.dead
         os.kill(os.getpid(), signal.SIGTERM)
         runner.join(timeout=DEADLINE)
@@ -595,14 +505,11 @@ def test_client_leaving_mid_stream_closes_the_generator(serve: Any) -> None:
     server, connect = serve(app)
     raw = connect()
     raw.send(request("GET", "/endless"))
-    raw._until(b"\r\n\r\n")
+    raw.expect(head_only=True)
     raw.close()  # leave with the server blocked writing
     assert closed.wait(DEADLINE), "the generator was not closed after the client left"
     assert len(produced) < 10_000
-    deadline = time.monotonic() + DEADLINE
-    while server.connections:
-        assert time.monotonic() < deadline
-        gevent.sleep(0.01)
+    wait_until(lambda: not server.connections, DEADLINE, "the connection to be released")
 
 
 def test_failing_close_of_a_body_is_logged(serve: Any, caplog: pytest.LogCaptureFixture) -> None:
@@ -619,8 +526,8 @@ def test_failing_close_of_a_body_is_logged(serve: Any, caplog: pytest.LogCapture
     raw = connect()
     with caplog.at_level(logging.ERROR, logger="h3green"):
         raw.send(request("GET", "/"))
-        assert raw.response().body == b"ab"
+        assert raw.expect().body == b"ab"
         raw.send(request("GET", "/"))  # the connection is unaffected
-        assert raw.response().body == b"ab"
+        assert raw.expect().body == b"ab"
     failures = [r for r in caplog.records if r.getMessage() == "closing a response body failed"]
     assert len(failures) == 2

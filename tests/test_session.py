@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from conftest import ServeApp
-from live_helpers import RawClient, free_port, wait_until
+from helpers import RawClient, free_port, wait_until
 
 from h3green import H3, H3Event, Headers, HTTPError, Response
 from h3green.testing import TestClient, TestResponse
@@ -238,7 +238,7 @@ def test_max_age_ends_the_session_and_sets_cookie_max_age() -> None:
 
 def test_idle_timeout_expires_quiet_sessions_and_renews_active_ones() -> None:
     clock = FakeClock()
-    options = {"idle_timeout": 100, "clock": clock}
+    options: dict[str, Any] = {"idle_timeout": 100, "clock": clock}
     session, jar = new_session(**options)
     clock.now += 40  # under half the timeout: no renewal
     event = event_with(jar)
@@ -353,7 +353,7 @@ def test_store_ttl_follows_the_session_limits() -> None:
 
 def make_app() -> H3:
     app = H3()
-    options = {"secret": SECRET, "cookie": {"secure": False}}
+    options: dict[str, Any] = {"secret": SECRET, "cookie": {"secure": False}}
 
     @app.get("/count")
     def count(event: H3Event) -> dict[str, Any]:

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import logging
-import os
-import re
 import signal
 import socket
-import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -18,7 +14,7 @@ import gevent
 import gevent.event
 import gevent.socket
 import pytest
-from _rawhttp import RawClient, live_greenlets, wait_until, warm_up
+from helpers import RawClient, live_greenlets, start_cli, wait_until, warm_up
 
 from h3green import H3, H3Event, Server, SSEWriter
 
@@ -64,7 +60,7 @@ def gate() -> Iterator[Gate]:
     gate = Gate()
     yield gate
     gate.release.set()
-    assert wait_until(lambda: live_greenlets() <= before), live_greenlets() - before
+    wait_until(lambda: live_greenlets() <= before, what=lambda: live_greenlets() - before)
 
 
 def test_graceful_stop_sequence(gate: Gate, caplog: pytest.LogCaptureFixture) -> None:
@@ -82,12 +78,12 @@ def test_graceful_stop_sequence(gate: Gate, caplog: pytest.LogCaptureFixture) ->
 
         stopping = gevent.spawn(server.stop, 5.0)
         # Idle keep-alive connections are closed at once.
-        started = time.monotonic()
+        # (Within 1 s, while stop() would wait 5 for the request in flight.)
         assert idle.closed_by_server(1.0) and not idle.reset
-        assert time.monotonic() - started < 0.5
         # Open streams get their final event, then the end of the stream.
-        assert wait_until(
-            lambda: b"event: shutdown" in stream.buffer or not stream._fill(time.monotonic() + 3)
+        wait_until(
+            lambda: b"event: shutdown" in stream.buffer or not stream.fill(time.monotonic() + 3),
+            what="the shutdown event or the end of the stream",
         )
         assert stream.closed_by_server(2.0) or b"event: shutdown" in stream.buffer
         assert b"event: shutdown" in stream.buffer and stream.buffer.rstrip().endswith(b"0")
@@ -125,7 +121,7 @@ def test_what_outlives_the_shutdown_timeout_is_cut(gate: Gate, caplog: pytest.Lo
         started = time.monotonic()
         server.stop(0.3)
         elapsed = time.monotonic() - started
-        assert 0.25 < elapsed < 1.0
+        assert elapsed >= 0.3  # it waited its timeout; the log below says it then cut
         assert busy.closed_by_server(1.0)
     assert caplog.messages[-4:] == [
         "h3green shutting down: 1 open connection(s)",
@@ -146,7 +142,7 @@ def test_a_request_arriving_on_a_kept_alive_connection_during_shutdown_is_answer
         busy.send(GET % b"/slow")
         assert gate.entered.wait(3)
         stopping = gevent.spawn(server.stop, 3.0)
-        gevent.sleep(0.05)
+        wait_until(lambda: server.connections.closing, what="stop() to begin")
         late.send(b"Host: t\r\n\r\n")
         answer = late.response()
         assert answer is not None and answer.status == 200 and answer.header("connection") == "close"
@@ -165,6 +161,7 @@ CLI_APP = textwrap.dedent(
 
     @app.get("/slow")
     def slow(event):
+        print("handling /slow", flush=True)
         time.sleep(0.5)
         return "finished"
     """
@@ -173,28 +170,14 @@ CLI_APP = textwrap.dedent(
 
 def test_cli_finishes_the_request_in_flight_on_sigterm_and_exits_0(tmp_path: Path) -> None:
     (tmp_path / "slowapp.py").write_text(CLI_APP)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "h3green", "slowapp:app", "--port", "0", "--no-access-log"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    proc, port = start_cli("slowapp:app", cwd=tmp_path)
     try:
         assert proc.stdout is not None
-        port = None
-        deadline = time.monotonic() + 20
-        while port is None and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            if found := re.search(r"listening on http://127\.0\.0\.1:(\d+)", line):
-                port = int(found.group(1))
-        assert port is not None, "the CLI did not start"
         with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
             sock.sendall(GET % b"/slow")
-            time.sleep(0.1)  # the request is in flight (the handler sleeps 0.5 s)
+            with gevent.Timeout(5):
+                while "handling /slow" not in proc.stdout.readline():  # the request is in flight
+                    pass
             proc.send_signal(signal.SIGTERM)
             data = b""
             while chunk := sock.recv(65536):

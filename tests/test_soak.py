@@ -21,9 +21,9 @@ from collections import Counter
 
 import gevent
 import pytest
-from _rawhttp import RawClient, live_greenlets, wait_until, warm_up
+from helpers import RawClient, counter_app, live_greenlets, wait_until, warm_up
 
-from h3green import H3, H3Event, Server, SSEWriter
+from h3green import H3, H3Event, Server
 
 pytestmark = pytest.mark.live
 
@@ -31,23 +31,12 @@ GET = b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n"
 
 
 def make_app() -> H3:
-    app = H3()
-    app.get("/ping", lambda event: "pong")
+    """The ticking app (an event every 5 ms) with an echo route."""
+    app = counter_app(interval=0.005, count=200)
 
     @app.post("/echo")
     def echo(event: H3Event) -> bytes:
         return event.read_body()
-
-    def ticks(writer: SSEWriter) -> None:
-        with writer:
-            for i in range(200):
-                writer.send_event(data=str(i))
-                gevent.sleep(0.005)
-
-    @app.get("/events")
-    def events(event: H3Event) -> None:
-        event.start_sse()
-        event.set_stream_callback(ticks)
 
     return app
 
@@ -84,7 +73,7 @@ def stream(address: tuple[str, int], done: Counter[str]) -> None:
         assert head is not None and head.status == 200
         deadline = time.monotonic() + 3
         while client.buffer.count(b"data: ") < 5:
-            assert client._fill(deadline)
+            assert client.fill(deadline)
         done["stream"] += 1
 
 
@@ -122,15 +111,17 @@ def soak(seconds: float) -> None:
 
     try:
         round_()  # warm caches and pools before the baseline
-        assert wait_until(lambda: not server.connections, 5)
+        wait_until(lambda: not server.connections, 5)
         greenlets, rss = live_greenlets(), rss_bytes()
         rounds = 0
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             round_()
             rounds += 1
-        assert wait_until(lambda: not server.connections, 5), f"{len(server.connections)} connections left"
-        assert wait_until(lambda: live_greenlets() <= greenlets, 5), live_greenlets() - greenlets
+        wait_until(
+            lambda: not server.connections, 5, what=lambda: f"{len(server.connections)} connections left"
+        )
+        wait_until(lambda: live_greenlets() <= greenlets, 5, what=lambda: live_greenlets() - greenlets)
         grown = rss_bytes() - rss
         print(f"soak {seconds:.0f} s: {rounds} rounds, {dict(done)}, RSS {grown / 1e6:+.1f} MB")
         assert grown < 8 * 1024 * 1024, f"RSS grew {grown / 1e6:.1f} MB over {rounds} rounds"

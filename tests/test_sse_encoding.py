@@ -160,7 +160,7 @@ def test_sse_event_object() -> None:
     assert "SSEEvent(" in repr(item)
 
 
-safe_field = st.text(st.characters(blacklist_characters="\r\n\x00", blacklist_categories=("Cs",)))
+safe_field = st.text(st.characters(blacklist_characters="\r\n\x00", blacklist_categories=["Cs"]))
 
 
 @given(data=st.text(), event=safe_field, id=safe_field)

@@ -50,14 +50,6 @@ def make_writer(transport: Any = None, headers: dict[str, str] | None = None) ->
     return SSEWriter(transport or FakeTransport(), event)
 
 
-def wait_for(condition: Any, timeout: float = 2.0) -> None:
-    deadline = gevent.get_hub().loop.now() + timeout
-    while not condition():
-        if gevent.get_hub().loop.now() > deadline:
-            raise AssertionError("condition not met in time")
-        gevent.sleep(0.005)
-
-
 # -- the writer on its own ------------------------------------------------------------------
 
 
@@ -99,7 +91,9 @@ def test_context_manager_closes() -> None:
     assert not writer.is_active and transport.finished == 1
 
 
-@pytest.mark.parametrize(("fail", "later"), [(ConnectionLost, ConnectionLost), (BackpressureDetected, BackpressureDetected)])
+@pytest.mark.parametrize(
+    ("fail", "later"), [(ConnectionLost, ConnectionLost), (BackpressureDetected, BackpressureDetected)]
+)
 def test_transport_failures_end_the_stream(fail: type[SSEError], later: type[SSEError]) -> None:
     writer = make_writer(FakeTransport(fail))
     closed: list[int] = []
@@ -193,7 +187,7 @@ def test_handler_returns_before_the_callback_runs() -> None:
         def callback(writer: SSEWriter) -> None:
             order.append("callback")
             writer.send_event(var.get(), event="ctx")
-            writer.send_event(writer.event.params.get("x", "") + writer.event.get_query("q", ""))
+            writer.send_event(writer.event.params.get("x", "") + (writer.event.get_query("q") or ""))
 
         event.set_stream_callback(callback)
         order.append("handler returned")
@@ -242,7 +236,12 @@ def test_writer_in_callback_after_close_raises_writer_closed() -> None:
 
     response = TestClient(sse_app(callback)).get("/s")
     assert response.body == b""
-    assert [type(e) for e in errors] == [WriterClosed, ResponseAlreadySent, SSEAlreadyStarted, ResponseAlreadySent]
+    assert [type(e) for e in errors] == [
+        WriterClosed,
+        ResponseAlreadySent,
+        SSEAlreadyStarted,
+        ResponseAlreadySent,
+    ]
 
 
 def test_start_sse_without_callback_sends_head_and_ends() -> None:
@@ -313,7 +312,11 @@ def test_event_stream_return_value() -> None:
 
     with TestClient(app).stream("GET", "/gen") as stream:
         events = list(stream.iter_events())
-    assert [(e.event, e.data, e.id) for e in events] == [("e", "x", "1"), ("message", "plain", "1"), ("message", '{"k":1}', "1")]
+    assert [(e.event, e.data, e.id) for e in events] == [
+        ("e", "x", "1"),
+        ("message", "plain", "1"),
+        ("message", '{"k":1}', "1"),
+    ]
     assert events[0].retry == 10
 
 
@@ -375,7 +378,10 @@ def test_heartbeat_zero_turns_it_off() -> None:
         gevent.sleep(0.2)
         writer.send_event("only")
 
-    for app, options in ((sse_app(callback, heartbeat=0), {"sse_heartbeat": 0.02}), (sse_app(callback), {"sse_heartbeat": 0})):
+    for app, options in (
+        (sse_app(callback, heartbeat=0), {"sse_heartbeat": 0.02}),
+        (sse_app(callback), {"sse_heartbeat": 0}),
+    ):
         response = TestClient(app, **options).get("/s")
         assert response.body == b"data: only\n\n"
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from conftest import ServeApp
-from live_helpers import RawClient
-from wsgi_helpers import call, make_environ
+from helpers import RawClient
+from helpers.wsgi import call, make_environ
 
 from h3green import H3, H3Event, Headers
 from h3green.errors import HTTPError
@@ -566,7 +566,9 @@ def test_keep_alive_across_head_304_range_and_get(app: H3, serve_app: ServeApp, 
     try:
         status, headers, body = client.fetch("HEAD", "/assets/data.bin")
         assert (status, headers["content-length"], body) == (200, "1024", b"")
-        status, _, body = client.fetch("GET", "/assets/data.bin", headers=[("if-none-match", headers["etag"])])
+        status, _, body = client.fetch(
+            "GET", "/assets/data.bin", headers=[("if-none-match", headers["etag"])]
+        )
         assert (status, body) == (304, b"")
         status, headers, body = client.fetch("GET", "/assets/data.bin", headers=[("range", "bytes=1020-")])
         assert (status, headers["content-range"], body) == (206, "bytes 1020-1023/1024", DATA[1020:])

@@ -8,7 +8,7 @@ from typing import Any
 import pydantic
 import pytest
 from conftest import ServeApp
-from live_helpers import RawClient
+from helpers import RawClient
 
 from h3green import H3, H3Event, Headers, HTTPError
 from h3green.testing import TestClient
@@ -113,9 +113,7 @@ def test_a_form_body_is_validated_as_a_dict() -> None:
 
 
 def test_a_multipart_form_body_is_validated_as_a_dict() -> None:
-    body = (
-        b"--b\r\nContent-Disposition: form-data; name=\"count\"\r\n\r\n3\r\n--b--\r\n"
-    )
+    body = b'--b\r\nContent-Disposition: form-data; name="count"\r\n\r\n3\r\n--b--\r\n'
     response = client.post("/count", data=body, headers={"content-type": "multipart/form-data; boundary=b"})
     assert response.status == 200
     assert response.json() == {"count": 3}

@@ -13,7 +13,7 @@ from urllib.parse import unquote_to_bytes
 
 import gevent
 import pytest
-from wsgi_helpers import call, make_environ
+from helpers.wsgi import call, make_environ
 
 from h3green import H3, H3Event, HTTPError, Response, SSEWriter
 from h3green.response import redirect

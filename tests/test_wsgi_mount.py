@@ -392,7 +392,8 @@ def test_mount_arguments() -> None:
 
 
 def test_flask_app_mounted() -> None:
-    flask = pytest.importorskip("flask")
+    import flask
+
     legacy = flask.Flask("legacy")
 
     @legacy.post("/form")

@@ -98,7 +98,7 @@ class HttptoolsDriver(RequestCallbacks):
         else:
             self._feed(data)
 
-    def _feed(self, data: bytes) -> None:
+    def _feed(self, data: bytes) -> None:  # noqa: PLR0912 - a branch per llhttp outcome, kept in one place on the hot path
         at_boundary = self._phase == BETWEEN and self._completed == self._cycle
         if at_boundary and data[0] in b"\r\n":
             # An empty line before the request line: RFC 9112 §2.2 lets a server skip it;

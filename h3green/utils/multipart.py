@@ -214,7 +214,7 @@ class _Part:
             self.file = tempfile.SpooledTemporaryFile(max_size=spool_size)  # noqa: SIM115
 
 
-def parse_multipart(
+def parse_multipart(  # noqa: PLR0912 - a branch per part kind and per limit
     event: H3Event,
     *,
     max_parts: int = DEFAULT_MAX_PARTS,

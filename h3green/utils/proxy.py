@@ -243,7 +243,7 @@ def _location(value: str, target: str, event: H3Event) -> str:
     return value
 
 
-def proxy_request(
+def proxy_request(  # noqa: PLR0913 - documented keyword-only options
     event: H3Event,
     target: str,
     *,

@@ -278,7 +278,7 @@ class _Config:
         "store",
     )
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - documented keyword-only options
         self,
         *,
         secret: str | Sequence[str],
@@ -396,7 +396,7 @@ class _Config:
         )
 
 
-def use_session(
+def use_session(  # noqa: PLR0913 - documented keyword-only options
     event: H3Event,
     *,
     secret: str | Sequence[str],

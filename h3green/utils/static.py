@@ -200,7 +200,7 @@ class StaticFiles:
 
     __slots__ = ("chunk_size", "directory", "dotfiles", "fallthrough", "index", "max_age", "precompressed")
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - documented keyword-only options
         self,
         directory: str | os.PathLike[str],
         *,
@@ -269,7 +269,7 @@ class StaticFiles:
             return Response(None, 301, {"location": location})
         return self._respond(event, real)
 
-    def _resolve(self, path: str) -> tuple[str, bool] | None:
+    def _resolve(self, path: str) -> tuple[str, bool] | None:  # noqa: PLR0911 - one return per way a path resolves (or not)
         """(real path of a regular file, whether a directory was asked for), or None."""
         segments = _segments(path, self.dotfiles)
         if segments is None:

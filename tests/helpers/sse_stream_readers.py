@@ -1,6 +1,6 @@
 """Reads many SSE streams from a process of its own, for the no-stall test.
 
-``python tests/sse_stream_readers.py HOST PORT COUNT PATH``: opens COUNT streams, prints
+``python tests/helpers/sse_stream_readers.py HOST PORT COUNT PATH``: opens COUNT streams, prints
 ``started`` once every stream has delivered an event, then on a ``stop`` line from stdin
 prints the fewest events any one stream delivered since ``started``, and exits. Keeping
 the readers out of the server's process leaves that process only the server's work.
