@@ -1,0 +1,304 @@
+"""How a running stream works on the native server, checked by structure, not by time:
+one greenlet per stream, writes coalesced into one send, heartbeats from one timer without
+a greenlet switch, keep-alive after a stream, and the access line each stream ends with."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import gevent
+import gevent.event
+import greenlet
+import pytest
+from live_helpers import RawClient, live_greenlets, wait_until
+
+from h3green import H3, H3Event, Server, SSEWriter
+from h3green._heartbeat import heartbeats
+from h3green._listener import ConnectionGreenlet
+from h3green._stream import Stream
+from h3green.testing import TestClient, _MemorySocket
+
+
+def sse_app(callback: Any, heartbeat: float | None = None) -> H3:
+    app = H3()
+
+    @app.get("/ping")
+    def ping(event: H3Event) -> str:
+        return "pong"
+
+    @app.get("/s")
+    def handler(event: H3Event) -> None:
+        event.start_sse(heartbeat=heartbeat)
+        event.set_stream_callback(callback)
+
+    return app
+
+
+def parked(gate: gevent.event.Event) -> Any:
+    def callback(writer: SSEWriter) -> None:
+        writer.send_event("hello")
+        gate.wait()
+
+    return callback
+
+
+# -- one greenlet per stream ----------------------------------------------------------------
+
+
+@pytest.mark.live
+def test_an_open_stream_keeps_only_its_callback_greenlet(serve_app: Any) -> None:
+    gate = gevent.event.Event()
+    server = serve_app(sse_app(parked(gate)), sse_heartbeat=0)
+    baseline = live_greenlets()
+    clients = []
+    for _ in range(5):
+        client = RawClient(server.address)
+        client.open("GET", "/s")
+        assert next(client.events()).data == "hello"
+        clients.append(client)
+    wait_until(lambda: live_greenlets() == baseline + 5, 2, "the connection greenlets to end")
+    import gc
+
+    connection_greenlets = [g for g in gc.get_objects() if isinstance(g, ConnectionGreenlet) and not g.dead]
+    assert connection_greenlets == []
+    # Each stream stands for its connection in the registry: limits and shutdown see it.
+    assert len(server.connections) == 5 and all(type(c) is Stream for c in server.connections)
+    gate.set()
+    for client in clients:
+        assert [e.data for e in client.events()] == []  # the body ends after the callback
+        client.close()
+
+
+@pytest.mark.live
+def test_a_request_pipelined_with_the_stream_request_is_served_after_it(serve_app: Any) -> None:
+    def two(writer: SSEWriter) -> None:
+        writer.send_event("a")
+        gevent.sleep(0.01)
+        writer.send_event("b")
+
+    server = serve_app(sse_app(two), sse_heartbeat=0)
+    client = RawClient(server.address)
+    # Both requests in one write: the second is read along with the first, before the
+    # stream starts, and waits for it.
+    client.sock.sendall(b"GET /s HTTP/1.1\r\nhost: x\r\n\r\nGET /ping HTTP/1.1\r\nhost: x\r\n\r\n")
+    import h11
+
+    client.h11.send(h11.Request(method="GET", target="/s", headers=[("host", "x")]))
+    client.h11.send(h11.EndOfMessage())
+    assert client.next_event().status_code == 200
+    assert [e.data for e in client.events()] == ["a", "b"]
+    client.h11.start_next_cycle()
+    client.h11.send(h11.Request(method="GET", target="/ping", headers=[("host", "x")]))
+    client.h11.send(h11.EndOfMessage())
+    assert client.next_event().status_code == 200
+    assert b"".join(client.pieces()) == b"pong"
+    client.close()
+
+
+# -- coalesced writes -------------------------------------------------------------------------
+
+
+def test_events_sent_without_yielding_leave_in_one_send(monkeypatch: pytest.MonkeyPatch) -> None:
+    sends: list[bytes] = []
+    original = _MemorySocket.send
+
+    def counting(self: _MemorySocket, data: bytes, flags: int = 0, timeout: float | None = None) -> int:
+        sends.append(bytes(data))
+        return original(self, data, flags, timeout)
+
+    monkeypatch.setattr(_MemorySocket, "send", counting)
+
+    def burst(writer: SSEWriter) -> None:
+        for n in range(50):
+            writer.send_event(str(n))
+
+    response = TestClient(sse_app(burst), sse_heartbeat=0).get("/s")
+    assert response.body == b"".join(b"data: %d\n\n" % n for n in range(50))
+    # The head, then the 50 events as one chunk with the body's end: two sends in all.
+    assert len(sends) == 2
+    assert sends[0].startswith(b"HTTP/1.1 200 ") and sends[1].endswith(b"\r\n0\r\n\r\n")
+    assert sends[1].count(b"\r\n") == 4  # one chunk (size line, data), then the terminator
+
+
+@pytest.mark.live
+def test_a_burst_larger_than_the_queue_arrives_whole_and_in_order(serve_app: Any) -> None:
+    count = 5000
+
+    def burst(writer: SSEWriter) -> None:
+        for n in range(count):
+            writer.send_event("x" * 100, id=str(n))
+
+    server = serve_app(sse_app(burst), sse_heartbeat=0)
+    client = RawClient(server.address)
+    client.open("GET", "/s")
+    assert [int(e.id or -1) for e in client.events()] == list(range(count))
+    client.close()
+
+
+# -- heartbeats ---------------------------------------------------------------------------------
+
+
+def test_heartbeats_are_written_by_the_timer_without_waking_the_callback() -> None:
+    gate = gevent.event.Event()
+    holder: dict[str, Any] = {}
+
+    def callback(writer: SSEWriter) -> None:
+        holder["greenlet"] = gevent.getcurrent()
+        gate.wait()
+
+    switched_to: list[Any] = []
+
+    def trace(event: str, args: Any) -> None:
+        if event in ("switch", "throw"):
+            switched_to.append(args[1])
+
+    client = TestClient(sse_app(callback), sse_heartbeat=0.01)
+    with client.stream("GET", "/s") as stream:
+        lines = stream.iter_lines()
+        wait_until(lambda: "greenlet" in holder, 2, "the callback to start")
+        previous = greenlet.settrace(trace)
+        try:
+            assert [next(lines) for _ in range(3)] == [": ", ": ", ": "]
+        finally:
+            greenlet.settrace(previous)
+        # Only the hub (timer and I/O callbacks) and this reader ran: the parked callback
+        # was never switched to for a heartbeat.
+        assert holder["greenlet"] not in switched_to
+        assert {type(g).__name__ for g in switched_to} <= {"Hub", type(gevent.getcurrent()).__name__}
+        gate.set()
+
+
+def test_one_timer_serves_every_stream() -> None:
+    gate = gevent.event.Event()
+    client = TestClient(sse_app(parked(gate)), sse_heartbeat=30)
+    timer = heartbeats()
+    before = len(timer)
+    streams = [client.stream("GET", "/s") for _ in range(3)]
+    for stream in streams:
+        assert next(stream.iter_events()).data == "hello"
+    assert len(timer) == before + 3 and heartbeats() is timer
+    gate.set()
+    for stream in streams:
+        stream.close()
+
+
+@pytest.mark.live
+def test_a_stream_stuck_on_a_full_socket_is_dropped_by_the_heartbeat(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    outcome: dict[str, Any] = {}
+    big = "s" * 32768
+
+    def fill(writer: SSEWriter) -> None:
+        writer.on_close(lambda: outcome.setdefault("closed", True))
+        transport = writer._transport  # the stream: wait until the kernel refuses more
+        while not transport._rest:  # type: ignore[attr-defined]
+            writer.send_event(big)
+            gevent.sleep(0.005)
+        outcome["stuck"] = True
+        gevent.sleep(30)
+
+    server = Server(sse_app(fill, heartbeat=0.02), port=0, sse_send_timeout=0.1, access_log=True)
+    server.start()
+    stuck = RawClient(server.address, rcvbuf=4096)
+    try:
+        with caplog.at_level(logging.INFO, "h3green.access"):
+            stuck.open("GET", "/s")
+            wait_until(lambda: "closed" in outcome, 5, "the stuck stream to be dropped")
+            wait_until(lambda: not server.connections, 2, "the connection to close")
+    finally:
+        stuck.close()
+        server.stop(timeout=1)
+    assert outcome["stuck"]
+    assert "stream ended: dropped as slow" in end_line(caplog)
+
+
+# -- the access line at a stream's end ------------------------------------------------------------
+
+
+def end_line(caplog: pytest.LogCaptureFixture) -> str:
+    lines = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "h3green.access" and "stream ended" in r.getMessage()
+    ]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_the_access_log_says_how_a_finished_stream_went(caplog: pytest.LogCaptureFixture) -> None:
+    def two(writer: SSEWriter) -> None:
+        writer.send_event("ab")
+        writer.send_event("cd")
+
+    with caplog.at_level(logging.INFO, "h3green.access"):
+        TestClient(sse_app(two), sse_heartbeat=0, access_log=True).get("/s")
+    messages = [r.getMessage() for r in caplog.records if r.name == "h3green.access"]
+    assert messages[0] == '127.0.0.1 - "GET /s HTTP/1.1" 200 0'  # the head, when it left
+    line = end_line(caplog)
+    # 2 events of 10 bytes each ("data: ab\n\n").
+    assert line.startswith('127.0.0.1 - "GET /s HTTP/1.1" 200 20 stream ended: callback finished after ')
+    assert line.endswith(" s, 2 event(s)")
+
+
+def test_the_access_log_says_a_stream_callback_raised(caplog: pytest.LogCaptureFixture) -> None:
+    def broken(writer: SSEWriter) -> None:
+        writer.send_event("x")
+        raise ZeroDivisionError("callback bug")
+
+    with caplog.at_level(logging.INFO):
+        TestClient(sse_app(broken), sse_heartbeat=0, access_log=True).get("/s")
+    assert "stream ended: callback raised after " in end_line(caplog)
+    failure = next(r for r in caplog.records if r.name == "h3green" and "callback" in r.getMessage())
+    assert failure.exc_info is not None and failure.exc_info[0] is ZeroDivisionError
+
+
+def test_the_access_log_says_the_client_left(caplog: pytest.LogCaptureFixture) -> None:
+    gate = gevent.event.Event()
+    with caplog.at_level(logging.INFO, "h3green.access"):
+        with TestClient(sse_app(parked(gate)), sse_heartbeat=0, access_log=True).stream(
+            "GET", "/s"
+        ) as stream:
+            assert next(stream.iter_events()).data == "hello"
+    line = end_line(caplog)
+    assert "200 13 stream ended: client left after " in line and line.endswith(", 1 event(s)")
+
+
+@pytest.mark.live
+def test_the_access_log_says_the_server_shut_the_stream_down(caplog: pytest.LogCaptureFixture) -> None:
+    gate = gevent.event.Event()
+    server = Server(sse_app(parked(gate)), port=0, sse_heartbeat=0, access_log=True)
+    server.start()
+    client = RawClient(server.address)
+    with caplog.at_level(logging.INFO, "h3green.access"):
+        client.open("GET", "/s")
+        events = client.events()
+        assert next(events).data == "hello"
+        server.stop(timeout=2)
+        assert [e.event for e in events] == ["shutdown"]
+    assert "stream ended: server shutdown after " in end_line(caplog)
+    client.close()
+
+
+@pytest.mark.live
+def test_a_stream_that_starts_while_the_server_stops_ends_at_once(serve_app: Any) -> None:
+    app = H3()
+    server: Server | None = None
+
+    def forever(writer: SSEWriter) -> None:
+        gevent.sleep(30)  # pragma: no cover - killed by the shutdown before it runs
+
+    @app.get("/late")
+    def late(event: H3Event) -> None:
+        assert server is not None
+        server.connections.closing = True  # as if stop() began while this request ran
+        event.start_sse()
+        event.set_stream_callback(forever)
+
+    server = serve_app(app, sse_heartbeat=0)
+    client = RawClient(server.address)
+    client.open("GET", "/late")
+    assert [e.event for e in client.events()] == ["shutdown"]
+    wait_until(lambda: not server.connections, 2, "the stream to close")
+    client.close()
