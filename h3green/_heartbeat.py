@@ -81,11 +81,6 @@ class Heartbeats:
         if not keys:
             self._timer.stop()
 
-    def close(self) -> None:
-        self._timer.close()
-        self._buckets.clear()
-        self._keys.clear()
-
 
 # Keyed by hub (a loop cannot be weakly referenced): a destroyed hub takes its timer along.
 _by_hub: weakref.WeakKeyDictionary[Any, Heartbeats] = weakref.WeakKeyDictionary()

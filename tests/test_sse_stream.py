@@ -5,18 +5,21 @@ a greenlet switch, keep-alive after a stream, and the access line each stream en
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import gevent
 import gevent.event
 import greenlet
 import pytest
+from gevent import socket as gsocket
 from live_helpers import RawClient, live_greenlets, wait_until
 
-from h3green import H3, H3Event, Server, SSEWriter
+from h3green import H3, ConnectionLost, H3Event, Headers, Server, SSEWriter
 from h3green._heartbeat import heartbeats
 from h3green._listener import ConnectionGreenlet
 from h3green._stream import Stream
+from h3green.config import Config
 from h3green.testing import TestClient, _MemorySocket
 
 
@@ -302,3 +305,84 @@ def test_a_stream_that_starts_while_the_server_stops_ends_at_once(serve_app: Any
     assert [e.event for e in client.events()] == ["shutdown"]
     wait_until(lambda: not server.connections, 2, "the stream to close")
     client.close()
+
+
+# -- the stream over a socket pair: a kernel buffer that is full ---------------------------
+
+
+def unit_stream(sock: Any, **options: Any) -> Stream:
+    config = Config(**{"access_log": False, **options})
+    event = H3Event("GET", "/s", Headers())
+    return Stream(
+        sock, ("127.0.0.1", 1), H3(), config, None, event=event, status=200, chunked=True, reusable=False
+    )
+
+
+def fill(sock: Any) -> int:
+    """Write into *sock* until the kernel takes no more; the bytes it took."""
+    total = 0
+    while True:
+        try:
+            total += sock.send(b"f" * 65536, 0, 0.0)
+        except BlockingIOError:
+            return total
+
+
+def read_until(sock: Any, marker: bytes) -> bytes:
+    received = b""
+    with gevent.Timeout(5):
+        while marker not in received:
+            data = sock.recv(65536)
+            assert data, received[-100:]
+            received += data
+    return received
+
+
+def test_what_the_kernel_does_not_take_waits_for_the_socket_in_order() -> None:
+    server, client = gsocket.socketpair()
+    server.setsockopt(gsocket.SOL_SOCKET, gsocket.SO_SNDBUF, 4096)
+    gate = gevent.event.Event()
+    stream = unit_stream(server)
+    stream.start(lambda writer: gate.wait(), 3600)
+    gevent.sleep(0)
+    writer = stream.writer
+    # A heartbeat due on a full socket: the part the kernel refuses waits for it.
+    filled = fill(server)
+    writer.last_activity -= 7200
+    now = time.monotonic()
+    assert stream.heartbeat(now) == now + 3600
+    # An event sent meanwhile queues behind it and leaves when the socket drains.
+    writer.send_event("after")
+    received = read_until(client, b"data: after\n\n")
+    assert received[:filled] == b"f" * filled
+    assert received[filled:] == b"3\r\n: \n\r\n" + b"d\r\ndata: after\n\n\r\n"
+    # Again with a socket that takes nothing at all: the event alone waits.
+    filled = fill(server)
+    writer.send_event("late")
+    assert read_until(client, b"data: late\n\n")[filled:] == b"c\r\ndata: late\n\n\r\n"
+    gate.set()
+    assert read_until(client, b"0\r\n\r\n").endswith(b"0\r\n\r\n")
+    with gevent.Timeout(5):
+        assert client.recv(10) == b""  # not reusable: closed after the body's end
+    client.close()
+
+
+def test_a_lost_stream_refuses_writes_and_ends_once() -> None:
+    server, client = gsocket.socketpair()
+    gate = gevent.event.Event()
+    stream = unit_stream(server)
+    stream.start(lambda writer: gate.wait(), 0)
+    gevent.sleep(0)
+    client.close()
+    with gevent.Timeout(5):
+        while stream.writer.is_active:
+            gevent.sleep(0.001)
+    with pytest.raises(ConnectionLost):
+        stream.send(b"data: x\n\n")
+    stream.finish()  # nothing to end any more
+    stream.shutdown()  # nor to shut down
+    stream.abort()  # lost once: the reason stays
+    assert stream.heartbeat(time.monotonic()) == 0.0
+    with gevent.Timeout(5):
+        while not server.closed:
+            gevent.sleep(0.001)
