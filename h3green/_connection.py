@@ -87,6 +87,7 @@ class Connection:
         "greenlet",
         "idle",
         "registry",
+        "served",
         "sock",
     )
 
@@ -113,6 +114,8 @@ class Connection:
         #: Done with the socket: closed, or handed to an SSE stream.
         self.closed = False
         self.idle = False
+        #: True once a request head has been read: only then can the connection be idle.
+        self.served = False
 
     @property
     def closing(self) -> bool:
@@ -167,6 +170,7 @@ class Connection:
                 return
             if head is None:
                 return
+            self.served = True
             body = _RequestBody(self, head.expects_continue)
             event = H3Event(
                 head.method,
@@ -224,11 +228,14 @@ class Connection:
             driver.receive_data(data)
 
     def _recv_idle(self) -> bytes:
-        if self.closing:
-            return b""  # shutting down: no new request on this connection
-        # Only a connection parked here, with no byte of a next request, counts as idle:
-        # ``stop()`` closes those at once and lets every other one finish its request.
-        self.idle = True
+        served = self.served
+        if served and self.closing:
+            return b""  # shutting down: no new request on a kept-alive connection
+        # Only a connection that has carried a request and waits here with no byte of the
+        # next one counts as idle: ``stop()`` closes those at once and lets every other one
+        # finish its request. A new connection is not idle: its client has most likely
+        # sent its request already, and closing it unread would answer with a reset.
+        self.idle = served
         try:
             return self.recv(self.config.keepalive_timeout or None, "next request")
         except HTTPError:

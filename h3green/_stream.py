@@ -390,6 +390,7 @@ class Stream:
             from ._connection import Connection  # the request loop imports this module
 
             conn = Connection(sock, self._addr, self._app, self._config, registry)
+            conn.served = True  # it carried this stream's request: idle between requests
             driver = self._driver
             if driver is not None:
                 driver.start_next_cycle()

@@ -14,6 +14,7 @@ page with examples of its own runs them in its feature's test module.
 
 from __future__ import annotations
 
+import base64
 import re
 import sys
 import types
@@ -120,6 +121,28 @@ def check_tour(ns: dict[str, Any], served: Served) -> None:
     assert client.post("/users", data=b"{nope", headers={"content-type": "application/json"}).status == 400
     assert client.get("/v1/status").json() == {"ok": True}
     assert ("GET", "/users/:id") in app.routes
+
+
+def check_utils(ns: dict[str, Any], served: Served) -> None:
+    client = TestClient(ns["app"])
+    res = client.options(
+        "/items",
+        headers={"origin": "https://example.com", "access-control-request-method": "POST"},
+    )
+    assert res.status == 204
+    assert res.headers["access-control-allow-origin"] == "https://example.com"
+    assert res.headers["access-control-allow-credentials"] == "true"
+    res = client.get("/assets/index.html")
+    assert res.status == 200 and res.headers["etag"]
+    assert client.get("/assets/index.html", headers={"if-none-match": res.headers["etag"]}).status == 304
+    res = client.post("/login", data={"user": "ada"})
+    assert res.json()["hello"] == "ada" and "h3=" in res.headers["set-cookie"]
+    assert client.get("/admin/").status == 401
+    auth = {"authorization": "Basic " + base64.b64encode(b"admin:s3cret:with:colons").decode()}
+    assert client.get("/admin/", headers=auth).status == 200
+    assert client.post("/items", json={"name": "pen"}).json() == {"name": "pen"}
+    res = client.post("/items", json={"price": 1})
+    assert (res.status, res.json()["message"]) == (400, "Validation failed")
 
 
 def check_responses(ns: dict[str, Any], served: Served) -> None:

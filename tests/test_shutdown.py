@@ -16,6 +16,7 @@ from pathlib import Path
 
 import gevent
 import gevent.event
+import gevent.socket
 import pytest
 from _rawhttp import RawClient, live_greenlets, wait_until, warm_up
 
@@ -208,3 +209,32 @@ def test_cli_finishes_the_request_in_flight_on_sigterm_and_exits_0(tmp_path: Pat
     assert "h3green shutting down: 1 open connection(s)" in output
     assert "h3green stopped" in output
     assert "Traceback" not in output
+
+
+def test_a_new_connection_accepted_during_shutdown_gets_its_answer(gate: Gate) -> None:
+    """A connection that never carried a request is not idle: its client has most likely
+    sent the request already, and closing it unread would reset it (a SIGHUP or a rolling
+    restart under gunicorn accepts such connections while the old worker stops)."""
+    from h3green._connection import Connection
+    from h3green._listener import Registry
+    from h3green.config import Config
+
+    registry = Registry()
+    registry.closing = True  # stop() has begun
+    ours, theirs = gevent.socket.socketpair()
+    try:
+        theirs.sendall(GET % b"/ping")
+        conn = Connection(ours, ("127.0.0.1", 1), make_app(gate), Config(access_log=False), registry)
+        assert not conn.idle
+        runner = gevent.spawn(conn.run)
+        theirs.settimeout(3)
+        answer = b""
+        while chunk := theirs.recv(65536):
+            answer += chunk
+        runner.join(3)
+        assert answer.startswith(b"HTTP/1.1 200 ")
+        assert b"\r\nconnection: close\r\n" in answer.lower()
+        assert runner.dead and not registry
+    finally:
+        theirs.close()
+        ours.close()

@@ -386,3 +386,23 @@ def test_a_lost_stream_refuses_writes_and_ends_once() -> None:
     with gevent.Timeout(5):
         while not server.closed:
             gevent.sleep(0.001)
+
+
+@pytest.mark.live
+def test_the_connection_kept_alive_after_a_stream_is_idle_at_shutdown(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def one(writer: SSEWriter) -> None:
+        writer.send_event("only")
+
+    server = Server(sse_app(one), port=0, access_log=False, sse_heartbeat=0)
+    server.start()
+    client = RawClient(server.address)
+    client.open("GET", "/s")
+    assert [e.data for e in client.events()] == ["only"]
+    wait_until(lambda: any(type(c) is not Stream and c.idle for c in server.connections), 2, "the next cycle")
+    with caplog.at_level(logging.INFO, "h3green"):
+        server.stop(timeout=5)
+    assert "h3green closed 1 idle connection(s)" in caplog.text
+    assert "waiting" not in caplog.text  # nothing was in flight
+    client.close()
