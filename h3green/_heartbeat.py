@@ -17,6 +17,7 @@ seconds); a stream is never beaten early.
 from __future__ import annotations
 
 import heapq
+import logging
 import math
 import time
 import weakref
@@ -25,6 +26,8 @@ from typing import Any, Final, Protocol
 import gevent
 
 __all__ = ["TICK", "Beating", "Heartbeats", "heartbeats"]
+
+logger = logging.getLogger("h3green")
 
 #: Seconds per timer tick (the resolution of heartbeat due times).
 TICK: Final = 0.05
@@ -74,8 +77,13 @@ class Heartbeats:
         buckets = self._buckets
         while keys and keys[0] <= current:
             for stream in buckets.pop(heapq.heappop(keys)):
+                try:
+                    due = stream.heartbeat(now)
+                except Exception:
+                    # A bug in one stream must not cost every other stream its heartbeat.
+                    logger.exception("heartbeat of %r failed; it gets no more", stream)
+                    continue
                 # A due time after now lands in a later bucket: ceil(due / TICK) > current.
-                due = stream.heartbeat(now)
                 if due:
                     self.add(stream, due)
         if not keys:

@@ -16,7 +16,7 @@ from gevent import socket as gsocket
 from live_helpers import RawClient, live_greenlets, wait_until
 
 from h3green import H3, ConnectionLost, H3Event, Headers, Server, SSEWriter
-from h3green._heartbeat import heartbeats
+from h3green._heartbeat import Heartbeats, heartbeats
 from h3green._listener import ConnectionGreenlet
 from h3green._stream import Stream
 from h3green.config import Config
@@ -406,3 +406,27 @@ def test_the_connection_kept_alive_after_a_stream_is_idle_at_shutdown(
     assert "h3green closed 1 idle connection(s)" in caplog.text
     assert "waiting" not in caplog.text  # nothing was in flight
     client.close()
+
+
+def test_a_failing_heartbeat_costs_the_others_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    class Beat:
+        def __init__(self, fail: bool) -> None:
+            self.fail = fail
+            self.calls = 0
+
+        def heartbeat(self, now: float) -> float:
+            self.calls += 1
+            if self.fail:
+                raise RuntimeError("bug")
+            return 0.0  # done: not bucketed again
+
+    timer = Heartbeats(gevent.get_hub().loop)
+    broken, healthy = Beat(True), Beat(False)
+    due = time.monotonic() - 1
+    timer.add(broken, due)
+    timer.add(healthy, due)
+    assert len(timer) == 2
+    with caplog.at_level(logging.ERROR, "h3green"):
+        timer._tick()
+    assert (broken.calls, healthy.calls) == (1, 1) and len(timer) == 0
+    assert "heartbeat of" in caplog.text
