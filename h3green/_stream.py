@@ -350,9 +350,16 @@ class Stream:
         greenlet = self.greenlet
         if greenlet is not None and not greenlet.dead:
             if greenlet is not gevent.getcurrent():
-                greenlet.kill(block=False)
+                # One turn of the hub later: a wake-up the caller schedules next (a channel
+                # dropping its subscriber wakes it to raise BackpressureDetected) goes first.
+                gevent.get_hub().loop.run_callback(self._kill_callback)
         else:
             self._finalize()
+
+    def _kill_callback(self) -> None:
+        greenlet = self.greenlet
+        if greenlet is not None:
+            greenlet.kill(block=False)  # never waits: its cleanup runs in it
 
     def _callback_ended(self, greenlet: Any) -> None:
         self.greenlet = None

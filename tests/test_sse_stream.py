@@ -15,7 +15,7 @@ import pytest
 from gevent import socket as gsocket
 from live_helpers import RawClient, live_greenlets, wait_until
 
-from h3green import H3, ConnectionLost, H3Event, Headers, Server, SSEWriter
+from h3green import H3, BackpressureDetected, Channel, ConnectionLost, H3Event, Headers, Server, SSEWriter
 from h3green._heartbeat import Heartbeats, heartbeats
 from h3green._listener import ConnectionGreenlet
 from h3green._stream import Stream
@@ -430,3 +430,27 @@ def test_a_failing_heartbeat_costs_the_others_nothing(caplog: pytest.LogCaptureF
         timer._tick()
     assert (broken.calls, healthy.calls) == (1, 1) and len(timer) == 0
     assert "heartbeat of" in caplog.text
+
+
+@pytest.mark.live
+def test_a_subscriber_its_channel_drops_sees_backpressure(serve_app: Any) -> None:
+    channel = Channel(max_queue_bytes=100)
+    outcome: dict[str, Any] = {}
+
+    def listen(writer: SSEWriter) -> None:
+        try:
+            channel.listen(writer)
+        except BaseException as exc:
+            outcome["raised"] = type(exc)
+            raise
+
+    server = serve_app(sse_app(listen), sse_heartbeat=0)
+    client = RawClient(server.address)
+    client.open("GET", "/s")
+    wait_until(lambda: len(channel) == 1, 2, "the subscriber")
+    channel.publish("d" * 400)  # more than the subscriber may queue: dropped at once
+    wait_until(lambda: "raised" in outcome, 2, "the listener to end")
+    # What Channel.listen documents, not a kill from the server in between.
+    assert outcome["raised"] is BackpressureDetected
+    wait_until(lambda: not server.connections, 2, "the connection to close")
+    client.close()
