@@ -11,6 +11,7 @@ from typing import Any
 import gevent
 import gevent.event
 import greenlet
+import h11
 import pytest
 from gevent import socket as gsocket
 from live_helpers import RawClient, live_greenlets, wait_until
@@ -85,8 +86,6 @@ def test_a_request_pipelined_with_the_stream_request_is_served_after_it(serve_ap
     # Both requests in one write: the second is read along with the first, before the
     # stream starts, and waits for it.
     client.sock.sendall(b"GET /s HTTP/1.1\r\nhost: x\r\n\r\nGET /ping HTTP/1.1\r\nhost: x\r\n\r\n")
-    import h11
-
     client.h11.send(h11.Request(method="GET", target="/s", headers=[("host", "x")]))
     client.h11.send(h11.EndOfMessage())
     assert client.next_event().status_code == 200
@@ -454,3 +453,15 @@ def test_a_subscriber_its_channel_drops_sees_backpressure(serve_app: Any) -> Non
     assert outcome["raised"] is BackpressureDetected
     wait_until(lambda: not server.connections, 2, "the connection to close")
     client.close()
+
+
+def test_the_access_log_says_the_client_sent_too_much(caplog: pytest.LogCaptureFixture) -> None:
+    gate = gevent.event.Event()
+    client = TestClient(sse_app(parked(gate)), sse_heartbeat=0, access_log=True, max_header_bytes=4096)
+    with caplog.at_level(logging.INFO, "h3green.access"):
+        with client.stream("GET", "/s") as stream:
+            assert next(stream.iter_events()).data == "hello"
+            stream._client.sock.feed(b"GET /" + b"a" * 5000)  # a next head past the limit
+            with pytest.raises(h11.RemoteProtocolError, match="incomplete chunked read"):
+                list(stream.iter_events())  # the connection was dropped mid-body
+    assert "stream ended: client sent too much after " in end_line(caplog)
