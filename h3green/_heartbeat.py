@@ -36,6 +36,9 @@ TICK: Final = 0.05
 class Beating(Protocol):
     """What the timer needs of a stream."""
 
+    #: The bucket the stream sits in (set by ``Heartbeats.add``).
+    heartbeat_key: int
+
     def heartbeat(self, now: float) -> float:
         """Beat if due; the monotonic time of the next heartbeat, or 0 for never again."""
 
@@ -60,7 +63,7 @@ class Heartbeats:
 
     def add(self, stream: Beating, due: float) -> None:
         """Beat *stream* (unless it wrote since) at monotonic time *due*."""
-        key = math.ceil(due / TICK)
+        key = stream.heartbeat_key = math.ceil(due / TICK)
         bucket = self._buckets.get(key)
         if bucket is None:
             self._buckets[key] = [stream]
@@ -69,6 +72,16 @@ class Heartbeats:
                 self._timer.start(self._tick)
         else:
             bucket.append(stream)
+
+    def remove(self, stream: Beating) -> None:
+        """Forget *stream* (it ended): its bucket lets go of it now, not when it falls due,
+        so an ended stream is not kept alive for up to a heartbeat interval."""
+        bucket = self._buckets.get(stream.heartbeat_key)
+        if bucket is not None:
+            try:
+                bucket.remove(stream)  # a bucket holds a tick's worth of streams
+            except ValueError:
+                pass
 
     def _tick(self) -> None:
         now = time.monotonic()

@@ -111,6 +111,7 @@ class Stream:
         "_timer",
         "_writable",
         "greenlet",
+        "heartbeat_key",
         "writer",
     )
 
@@ -154,6 +155,7 @@ class Stream:
         self._reader: Any = None
         self._timer: Any = None
         self._interval = 0.0
+        self.heartbeat_key = 0
         self._gone = False
         self._finalized = False
         self.greenlet: gevent.Greenlet | None = None
@@ -385,6 +387,8 @@ class Stream:
             return
         self._finalized = True
         self._stop_watchers()
+        if self._interval:
+            heartbeats().remove(self)
         self._log_end()
         registry = self._registry
         sock = self._sock

@@ -183,6 +183,8 @@ def test_one_timer_serves_every_stream() -> None:
     gate.set()
     for stream in streams:
         stream.close()
+    # An ended stream leaves its bucket at once: nothing of it waits for its due time.
+    assert len(timer) == before
 
 
 @pytest.mark.live
@@ -412,6 +414,7 @@ def test_a_failing_heartbeat_costs_the_others_nothing(caplog: pytest.LogCaptureF
         def __init__(self, fail: bool) -> None:
             self.fail = fail
             self.calls = 0
+            self.heartbeat_key = 0
 
         def heartbeat(self, now: float) -> float:
             self.calls += 1
@@ -424,6 +427,10 @@ def test_a_failing_heartbeat_costs_the_others_nothing(caplog: pytest.LogCaptureF
     due = time.monotonic() - 1
     timer.add(broken, due)
     timer.add(healthy, due)
+    assert len(timer) == 2
+    stranger = Beat(False)
+    stranger.heartbeat_key = broken.heartbeat_key  # its bucket, though never added
+    timer.remove(stranger)
     assert len(timer) == 2
     with caplog.at_level(logging.ERROR, "h3green"):
         timer._tick()
