@@ -136,7 +136,8 @@ class StreamTransport(Protocol):
     """How a writer reaches its client (the server's connection, the WSGI adapter...)."""
 
     def send(self, payload: bytes) -> None:
-        """Write and flush *payload*; raise ``ConnectionLost`` or ``BackpressureDetected``."""
+        """Write *payload*, at the latest when the caller next yields to the hub; raise
+        ``ConnectionLost`` or ``BackpressureDetected``."""
 
     def finish(self) -> None:
         """End the response body cleanly (the chunked terminator)."""
@@ -227,7 +228,10 @@ class SSEWriter:
         id: str | None = None,
         retry: int | None = None,
     ) -> None:
-        """Encode and send one event, flushed at once (see ``encode_event`` for the rules)."""
+        """Encode and send one event (see ``encode_event`` for the rules).
+
+        On h3green's server the event is on its way by the time the callback next yields
+        (sleeps, waits, returns): events sent in a burst leave together, in order."""
         payload = encode_event(data, event=event, id=id, retry=retry)
         self.send_raw(payload)
         self.event_count += 1
