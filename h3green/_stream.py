@@ -283,9 +283,7 @@ class Stream:
             return
         self._terminate = _END_ASKED
         self._schedule()
-        greenlet = self.greenlet
-        if greenlet is not None and greenlet is not gevent.getcurrent():
-            greenlet.kill(block=False)
+        self._stop_callback()
 
     def abort(self) -> None:
         """The writer was dropped (too slow a reader): cut the connection, never blocking."""
@@ -351,12 +349,18 @@ class Stream:
             drained.set()
         greenlet = self.greenlet
         if greenlet is not None and not greenlet.dead:
-            if greenlet is not gevent.getcurrent():
-                # One turn of the hub later: a wake-up the caller schedules next (a channel
-                # dropping its subscriber wakes it to raise BackpressureDetected) goes first.
-                gevent.get_hub().loop.run_callback(self._kill_callback)
+            self._stop_callback()
         else:
             self._finalize()
+
+    def _stop_callback(self) -> None:
+        """The stream is over: kill its callback greenlet unless it ends by itself first."""
+        greenlet = self.greenlet
+        if greenlet is not None and not greenlet.dead:
+            # One turn of the hub later, from the hub: the greenlet may be the caller, and
+            # a wake-up the caller schedules next (a channel dropping its subscriber wakes
+            # it to raise BackpressureDetected) goes first.
+            gevent.get_hub().loop.run_callback(self._kill_callback)
 
     def _kill_callback(self) -> None:
         greenlet = self.greenlet

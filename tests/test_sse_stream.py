@@ -472,3 +472,29 @@ def test_the_access_log_says_the_client_sent_too_much(caplog: pytest.LogCaptureF
             with pytest.raises(h11.RemoteProtocolError, match="incomplete chunked read"):
                 list(stream.iter_events())  # the connection was dropped mid-body
     assert "stream ended: client sent too much after " in end_line(caplog)
+
+
+@pytest.mark.live
+def test_a_callback_that_outlives_its_dropped_stream_is_ended(serve_app: Any) -> None:
+    outcome: dict[str, Any] = {}
+    big = "b" * 32768
+
+    def stubborn(writer: SSEWriter) -> None:
+        try:
+            while True:
+                writer.send_event(big)
+        except BackpressureDetected:
+            outcome["dropped"] = True
+        try:
+            gevent.sleep(30)  # carries on as if nothing happened
+        except gevent.GreenletExit:
+            outcome["killed"] = True
+            raise
+
+    server = serve_app(sse_app(stubborn), sse_heartbeat=0, sse_send_timeout=0.2)
+    client = RawClient(server.address, rcvbuf=4096)
+    client.open("GET", "/s")
+    wait_until(lambda: "killed" in outcome, 5, "the callback to be ended")
+    assert outcome["dropped"]
+    wait_until(lambda: not server.connections, 2, "the connection to close")
+    client.close()
