@@ -75,13 +75,14 @@ def test_an_open_stream_keeps_only_its_callback_greenlet(serve_app: Any) -> None
 
 
 @pytest.mark.live
-def test_a_request_pipelined_with_the_stream_request_is_served_after_it(serve_app: Any) -> None:
+@pytest.mark.parametrize("parser", ["httptools", "h11"])
+def test_a_request_pipelined_with_the_stream_request_is_served_after_it(serve_app: Any, parser: str) -> None:
     def two(writer: SSEWriter) -> None:
         writer.send_event("a")
         gevent.sleep(0.01)
         writer.send_event("b")
 
-    server = serve_app(sse_app(two), sse_heartbeat=0)
+    server = serve_app(sse_app(two), sse_heartbeat=0, http_parser=parser)
     client = RawClient(server.address)
     # Both requests in one write: the second is read along with the first, before the
     # stream starts, and waits for it.
