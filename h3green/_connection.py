@@ -4,8 +4,8 @@ Strategy: modelled on h11's trio example. ``Connection.run`` reads until the dri
 yields a request head, builds an ``H3Event`` whose body streams from the socket on demand
 (``_RequestBody``), calls the app, has ``_respond`` write the response (head and a fixed
 body in one ``sendall``), then either starts the next cycle (keep-alive, pipelining) or
-closes. A Server-Sent Events response becomes a ``_stream.Stream`` owned by the
-connection for the stream's life.
+closes. A Server-Sent Events response takes the socket over (``_stream.Stream``) and
+this connection ends; a new one continues after the stream when the socket may be reused.
 
 Every wait has a limit: keep-alive idle time, head-read time (a total, so a client that
 trickles one byte a second is cut), body-read time, write time, and SSE send time.
@@ -21,7 +21,6 @@ import gevent
 
 from . import _respond
 from ._h1 import NEED_DATA, Body, ClientClosed, Driver, EndOfBody, ProtocolError, RequestHead, driver_class
-from ._stream import StreamDoneError
 from ._wire import RECV_SIZE, send_all
 from .datastructures import Headers
 from .errors import HTTPError
@@ -29,7 +28,6 @@ from .event import H3Event
 from .utils.forwarded import apply_forwarded
 
 if TYPE_CHECKING:
-    from ._stream import Stream
     from .app import H3
     from .config import Config
 
@@ -78,7 +76,7 @@ class _RequestBody:
 
 
 class Connection:
-    """One client connection: the request/response loop; an SSE stream while one runs."""
+    """One client connection: the request/response loop."""
 
     __slots__ = (
         "addr",
@@ -91,7 +89,6 @@ class Connection:
         "registry",
         "served",
         "sock",
-        "stream",
     )
 
     def __init__(
@@ -114,12 +111,11 @@ class Connection:
             max_header_count=config.max_header_count,
         )
         self.greenlet: Any = None
+        #: Done with the socket: closed, or handed to an SSE stream.
         self.closed = False
         self.idle = False
         #: True once a request head has been read: only then can the connection be idle.
         self.served = False
-        #: The SSE stream this connection is running, if any.
-        self.stream: Stream | None = None
 
     @property
     def closing(self) -> bool:
@@ -152,7 +148,7 @@ class Connection:
             registry.add(self)
         try:
             self._serve()
-        except (OSError, StreamDoneError):
+        except OSError:
             pass
         finally:
             self.close()
@@ -315,29 +311,10 @@ class Connection:
 
     # -- closing -------------------------------------------------------------------------
 
-    def end_stream_for_shutdown(self) -> None:
-        """Graceful shutdown: the running stream sends its final event and closes."""
-        if self.stream is not None:
-            self.stream.shutdown()
-
-    def wake(self) -> None:
-        """Get a stream's watch out of its ``recv`` (the stream has ended)."""
-        if self.stream is not None:
-            self.stream.wake()
-
-    def abort(self) -> None:
-        """The connection is unusable (reset, slow reader): close it and wake the watcher."""
-        self.driver.send_failed()
-        self.close()
-        self.wake()
-
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
-        stream = self.stream
-        if stream is not None:
-            stream.writer.connection_lost()
         try:
             self.sock.close()
         except OSError:  # pragma: no cover

@@ -22,6 +22,7 @@ from ._wire import OVERLOADED, RECV_SIZE
 
 if TYPE_CHECKING:
     from ._connection import Connection
+    from ._stream import Stream
     from .config import Config
 
 __all__ = ["ConnectionGreenlet", "Listener", "Registry", "refuse"]
@@ -76,6 +77,11 @@ class Listener(StreamServer):  # type: ignore[misc]
         if self.started:
             self.start_accepting()
 
+    def do_close(self, sock: Any, *args: Any) -> None:
+        # gevent closes a connection's socket when its handler returns; h3green's
+        # connection closes it itself, and an SSE stream keeps it after the handler.
+        pass
+
     def close(self) -> None:
         if self._resume_timer is not None:
             self._resume_timer.stop()
@@ -83,8 +89,9 @@ class Listener(StreamServer):  # type: ignore[misc]
         super().close()
 
 
-class Registry(set["Connection"]):
-    """The open connections of one server, and whether it is shutting down."""
+class Registry(set["Connection | Stream"]):
+    """The open connections of one server (a running SSE stream stands for its
+    connection), and whether it is shutting down."""
 
     def __init__(self) -> None:
         super().__init__()

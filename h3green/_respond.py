@@ -13,9 +13,11 @@ import logging
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Final
 
+from ._h1 import NEED_DATA
 from ._h1.events import NO_BODY_STATUSES
 from ._stream import Stream
 from ._wire import date_header, error_body, simple_response
+from .event import _EMPTY_BODY as _NO_BODY
 from .response import Response, SSEResponse, close_body, hold_head
 
 if TYPE_CHECKING:
@@ -141,21 +143,54 @@ def _send_streamed(
 
 
 def _run_stream(conn: Connection, event: H3Event, response: SSEResponse) -> bool:
+    """Send the head, then hand the socket to a ``Stream``; False once it is handed over."""
     driver = conn.driver
+    config = conn.config
+    callback = response.callback
+    streams = callback is not None and event.method != "HEAD"
     try:
-        # PERF: no local holds the wire headers (~0.5 KiB) for the stream's life.
-        conn.send(driver.head(response.status, _wire_headers(conn, response)), conn.config.write_timeout)
+        data = driver.head(response.status, _wire_headers(conn, response))
+        if not streams:
+            data += driver.end()  # nothing to stream: the head and the body's end at once
+        conn.send(data, config.write_timeout)
     except OSError:
         driver.send_failed()
         return False
     event.mark_head_sent()
     log_access(conn, event, response.status, 0)
-    stream = conn.stream = Stream(conn, event)
-    try:
-        stream.run(response, event.method)
-    finally:
-        conn.stream = None
-    return not conn.closed
+    if not streams:
+        return True
+    assert callback is not None
+    # PERF: the framing is settled by the head and the stream frames its chunks itself,
+    # so the parser (~3 KiB with httptools) and the connection object go with the
+    # connection greenlet instead of living as long as the stream.
+    chunked = driver.end() != b""
+    # A next request already read (pipelined with this one) may be parsed in part: then
+    # the parser stays for it; otherwise a fresh one is made when the stream ends.
+    carried = None if driver.next_event() is NEED_DATA else driver
+    stream = Stream(
+        conn.sock,
+        conn.addr,
+        conn.app,
+        config,
+        conn.registry,
+        event=event,
+        status=response.status,
+        chunked=chunked,
+        reusable=driver.can_reuse,
+        driver=carried,
+    )
+    # PERF: the request body source holds the connection and its parser (~3 KiB); a
+    # running stream reads no body.
+    event._body = _NO_BODY
+    registry = conn.registry
+    if registry is not None:
+        registry.add(stream)  # before the connection leaves it: never an empty registry
+    # The socket belongs to the stream now: the connection ends without closing it.
+    conn.closed = True
+    heartbeat = response.heartbeat
+    stream.start(callback, config.sse_heartbeat if heartbeat is None else heartbeat)
+    return False
 
 
 def reject(conn: Connection, status: int, message: str) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -90,7 +89,9 @@ class _Subscriber:
 
     def __init__(self, writer: SSEWriter) -> None:
         self.writer = writer
-        self.queue: deque[bytes] = deque()
+        # PERF: a list, not a deque: an empty deque allocates a 64-slot block (~0.7 KiB
+        # per idle subscriber), and the queue is only ever appended to and emptied whole.
+        self.queue: list[bytes] = []
         self.queued_bytes = 0
         self.dropped = False
         #: Set while the listener is parked with nothing to send; whoever takes it wakes it.
@@ -308,7 +309,7 @@ class Channel:
             while True:
                 if queue:
                     # PERF: whatever piled up while we were writing goes out in one write.
-                    payload = queue.popleft() if len(queue) == 1 else b"".join(queue)
+                    payload = queue[0] if len(queue) == 1 else b"".join(queue)
                     queue.clear()
                     sub.queued_bytes = 0
                     writer.send_raw(payload)

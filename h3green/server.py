@@ -22,6 +22,7 @@ import gevent.event
 from ._connection import Connection
 from ._listener import ConnectionGreenlet, Listener, Registry, refuse
 from ._patching import patching_problems
+from ._stream import Stream
 from .app import H3
 from .config import Config, ConfigOptions, make_config
 
@@ -103,6 +104,7 @@ class Server:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:  # pragma: no cover - not TCP (a UNIX socket)
             pass
+        # The connection closes the socket (the listener does not: see Listener.do_close).
         Connection(sock, addr, self.app, self.config, self.connections).run()
 
     def stop(self, timeout: float | None = None) -> None:
@@ -118,10 +120,10 @@ class Server:
         deadline = time.monotonic() + timeout
         streams = idle = 0
         for conn in list(connections):
-            if conn.stream is not None:
+            if type(conn) is Stream:
                 streams += 1
-                conn.end_stream_for_shutdown()
-            elif conn.idle and conn.greenlet is not None:
+                conn.shutdown()  # never blocks: see Stream.shutdown
+            elif type(conn) is Connection and conn.idle and conn.greenlet is not None:
                 idle += 1
                 conn.greenlet.kill(block=False)
         if idle:
@@ -138,7 +140,9 @@ class Server:
                 "h3green cutting %d connection(s) still open after %.1f s", len(connections), timeout
             )
             for conn in list(connections):
-                if conn.greenlet is not None:
+                if type(conn) is Stream:
+                    conn.cut()
+                elif conn.greenlet is not None:
                     conn.greenlet.kill(block=False)
             gevent.sleep(0)
         self._stopped.set()

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import codecs
 import json as jsonlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Unpack
 from urllib.parse import urlencode
 
 import gevent
+import gevent.event
 import gevent.queue
 import h11
 
@@ -43,6 +44,18 @@ __all__ = [
 _EOF = b""
 
 
+class _MemoryWatch:
+    """What an I/O watcher of the hub is to a real socket: readable -> callback."""
+
+    __slots__ = ("callback",)
+
+    def __init__(self, callback: Callable[[], object] | None) -> None:
+        self.callback = callback
+
+    def close(self) -> None:
+        self.callback = None
+
+
 class _MemorySocket:
     """The server's end of an in-memory connection (the subset of a socket it uses)."""
 
@@ -51,7 +64,32 @@ class _MemorySocket:
         self.outbound: gevent.queue.Queue[bytes] = gevent.queue.Queue()
         self.timeout: float | None = None
         self.closed = False
+        #: Set once the server closed its end (whichever greenlet or stream owned it).
+        self.released = gevent.event.Event()
         self._pending = b""
+        self._watch: _MemoryWatch | None = None
+
+    def feed(self, data: bytes) -> None:
+        """Bytes from the client (``b""``: it closed its end)."""
+        self.inbound.put(data)
+        self._notify()
+
+    def watch_readable(self, callback: Callable[[], object]) -> _MemoryWatch:
+        """Call *callback* from the hub whenever bytes (or EOF) arrive (an SSE stream's
+        watch, as ``loop.io`` is for a real socket)."""
+        watch = self._watch = _MemoryWatch(callback)
+        self._notify()
+        return watch
+
+    def _notify(self) -> None:
+        watch = self._watch
+        if watch is not None and (self._pending or self.inbound.qsize()):
+            gevent.get_hub().loop.run_callback(self._fire, watch)
+
+    @staticmethod
+    def _fire(watch: _MemoryWatch) -> None:
+        if watch.callback is not None:
+            watch.callback()
 
     def settimeout(self, timeout: float | None) -> None:
         self.timeout = timeout
@@ -61,8 +99,13 @@ class _MemorySocket:
             raise OSError("socket is closed")
         if not self._pending:
             try:
-                self._pending = self.inbound.get(timeout=self.timeout)
+                if self.timeout == 0.0:
+                    self._pending = self.inbound.get_nowait()
+                else:
+                    self._pending = self.inbound.get(timeout=self.timeout)
             except gevent.queue.Empty:
+                if self.timeout == 0.0:
+                    raise BlockingIOError("no data") from None
                 raise TimeoutError("timed out") from None
             if self._pending is _EOF:
                 self.inbound.put(_EOF)  # stays at EOF
@@ -85,6 +128,7 @@ class _MemorySocket:
         if not self.closed:
             self.closed = True
             self.outbound.put(_EOF)
+            self.released.set()
 
     def shutdown(self, how: int) -> None:  # pragma: no cover - the server never calls it here
         pass
@@ -241,7 +285,7 @@ class _ClientConnection:
     def send(self, event: h11.Event) -> None:
         data = self.h11.send(event)
         if data:
-            self.sock.inbound.put(data)
+            self.sock.feed(data)
 
     def next_event(self, timeout: float) -> h11.Event:
         while True:
@@ -262,11 +306,12 @@ class _ClientConnection:
             yield bytes(event.data)
 
     def disconnect(self) -> None:
-        self.sock.inbound.put(_EOF)
-        self.server.join(timeout=5)
+        self.sock.feed(_EOF)
+        # An SSE stream outlives the greenlet that started it: wait for the socket.
+        self.sock.released.wait(timeout=5)
 
     def abort(self) -> None:
-        self.sock.inbound.put(_EOF)
+        self.sock.feed(_EOF)
         self.server.kill(block=True, timeout=5)
 
 
@@ -339,7 +384,7 @@ class TestClient:
             # h11 client believe it sent the same request so it can parse the answer.
             raw = f"{method} {path} HTTP/{http_version}\r\n".encode()
             raw += b"".join(f"{k}: {v}\r\n".encode() for k, v in request_headers.items())
-            client.sock.inbound.put(raw + b"\r\n" + body)
+            client.sock.feed(raw + b"\r\n" + body)
             client.h11.send(request)
             client.h11.send(h11.Data(data=body)) if body else None
             client.h11.send(h11.EndOfMessage())

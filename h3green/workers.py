@@ -99,8 +99,8 @@ class _GunicornAccessHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         args = record.args if isinstance(record.args, tuple) else ()
         glog = self.worker.log
-        if len(args) == 6:
-            remote, method, target, version, status, length = args
+        if len(args) >= 6:  # a request, or the end of a stream (its reason follows)
+            remote, method, target, version, status, length = args[:6]
         else:  # a request rejected before it had a head
             remote, status = args[0] if args else "-", args[1] if len(args) > 1 else "-"
             method, target, version, length = "-", "-", "1.1", "-"

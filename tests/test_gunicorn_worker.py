@@ -127,6 +127,10 @@ def test_worker_serves_logs_and_shuts_streams_down(worker_factory: Any, tmp_path
         runner.kill()
     text = access.read_text()
     assert f"127.0.0.1 GET / HTTP/1.1 200 2 <{os.getpid()}>" in text
+    # A stream is logged when its head leaves, and again with its bytes when it ends.
+    stream_lines = [line for line in text.splitlines() if " GET /events " in line]
+    assert len(stream_lines) == 2 and " 200 0 " in stream_lines[0]
+    assert int(stream_lines[1].split()[-2]) > 0
     assert wsgi_mount.MULTIPROCESS is False
 
 
