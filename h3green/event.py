@@ -9,6 +9,7 @@ whatever the handler returns. Nothing here touches a socket: the body comes from
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -24,6 +25,17 @@ if TYPE_CHECKING:
 __all__ = ["BodySource", "H3Event", "StagedResponse", "StreamCallback"]
 
 StreamCallback = Callable[["SSEWriter"], object]
+
+# RFC 9112 §3.2.2 absolute-form, RFC 3986 §3: scheme "://" [userinfo "@"] host [":" port]
+# and the path; the host a reg-name or an IP literal.
+_ABSOLUTE_FORM = re.compile(
+    r"[A-Za-z][A-Za-z0-9+.-]*://"
+    r"(?:[A-Za-z0-9._~!$&'()*+,;=:%-]*@)?"
+    r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)"
+    r"(?::[0-9]*)?"
+    r"(/.*)?",
+    re.DOTALL,
+)
 
 #: Default request-body limit: 1 MiB, like nginx's client_max_body_size.
 DEFAULT_MAX_BODY_SIZE = 1024 * 1024
@@ -98,13 +110,20 @@ class H3Event:
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     ) -> None:
         self.method = method
-        #: The request target exactly as sent (path and query, not decoded).
+        if "#" in target:
+            # RFC 9112 §3.2: a request target has no fragment (a client keeps it to
+            # itself); one sent anyway is dropped, as nginx does, not read as query text.
+            target = target.partition("#")[0]
+        #: The request target as sent (path and query, not decoded; without a fragment).
         self.target = target
         raw_path, _, self.query_string = target.partition("?")
         if raw_path[:1] != "/" and "://" in raw_path:
             # RFC 9112 §3.2.2: "a server MUST accept the absolute-form in requests" (what
-            # clients send to a proxy); the authority is not part of the routing path.
-            raw_path = "/" + raw_path.partition("://")[2].partition("/")[2]
+            # clients send to a proxy); the authority is not part of the routing path. A
+            # malformed one keeps its raw path, which routing refuses (400).
+            absolute = _ABSOLUTE_FORM.fullmatch(raw_path)
+            if absolute is not None:
+                raw_path = absolute.group(1) or "/"
         #: The decoded, canonical path used for routing (set by the app).
         self.path = raw_path if path is None else path
         self.headers = headers

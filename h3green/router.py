@@ -58,6 +58,8 @@ def normalize_path(raw: str) -> str:
     escape, invalid UTF-8 or a NUL byte.
     """
     if raw[:1] != "/":
+        if "://" in raw:  # what H3Event leaves of a malformed absolute-form target
+            raise InvalidPath("malformed absolute-form request target")
         raise InvalidPath("path must start with '/'")
     # PERF: nearly every real path is already canonical; four substring scans
     # in C let it through untouched, without splitting or allocating.

@@ -9,6 +9,7 @@ the base class of the driver (one object, so no per-callback indirection on the 
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from types import SimpleNamespace
 from typing import Final
@@ -25,8 +26,19 @@ from .events import (
     codings_status,
     has_token,
 )
+from .guards import ChunkLines, EmptyLines
 
-__all__ = ["BETWEEN", "BODY", "CHUNK_LINE", "HEAD", "RequestCallbacks", "llhttp_error"]
+__all__ = [
+    "BETWEEN",
+    "BODY",
+    "CHUNK_LINE",
+    "HEAD",
+    "METHOD",
+    "STAND_IN",
+    "RequestCallbacks",
+    "llhttp_error",
+    "method_refused",
+]
 
 # Reading phases, set by the callbacks.
 BETWEEN: Final = 0  # between requests: none begun, or the last one complete
@@ -68,6 +80,20 @@ _MESSAGES: Final = (
 )
 
 
+#: RFC 9110 §9.1: a method is a token (§5.6.2).
+METHOD: Final = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+#: What llhttp is given in place of a method it does not know (it reads a GET's framing
+#: as any other method's but CONNECT's).
+STAND_IN: Final = b"GET"
+
+
+def method_refused(exc: Exception) -> bool:
+    """Did llhttp refuse a head for its method alone (one it does not know)?"""
+    return isinstance(exc, httptools.HttpParserInvalidMethodError) or str(exc).startswith(
+        ("Invalid method for HTTP", "Expected HTTP/2 Connection Preface")
+    )
+
+
 def llhttp_error(text: str) -> tuple[int, str]:
     for prefix, ours in _MESSAGES:
         if text.startswith(prefix):
@@ -80,13 +106,17 @@ class RequestCallbacks:
 
     __slots__ = (
         "_body_fed",
+        "_chunks",
         "_cl_body",
+        "_cl_left",
         "_completed",
         "_connection",
-        "_crlf_end",
         "_data",
+        "_empty",
         "_events",
         "_expect",
+        "_ext_head",
+        "_ext_method",
         "_fed_head",
         "_field_bytes",
         "_has_cl",
@@ -98,6 +128,7 @@ class RequestCallbacks:
         "_phase",
         "_progress",
         "_raw",
+        "_tail",
         "_te",
         "_url",
         "max_header_bytes",
@@ -120,8 +151,14 @@ class RequestCallbacks:
         self._raw: bytearray | None = None  # those bytes, when they are known exactly
         self._body_fed = 0  # bytes fed mid-body with no callback: chunk lines, trailers
         self._phase = BETWEEN
-        self._crlf_end = True
         self._cl_body = False  # the request being read has a Content-Length body
+        self._cl_left = 0  # bytes of that body not given to llhttp yet
+        self._chunks: ChunkLines | None = None  # the chunked body being read
+        self._empty = EmptyLines()
+        self._tail = b""  # the last bytes of a head or trailer section given to llhttp
+        # A head whose method llhttp refused, until its method is whole; then the method.
+        self._ext_head: bytearray | None = None
+        self._ext_method: bytes | None = None
         self._reset_request()
 
     def _new_parser(self) -> httptools.HttpRequestParser:
@@ -153,15 +190,16 @@ class RequestCallbacks:
     def _on_message_begin(self) -> None:
         self._progress = True
         self._phase = HEAD  # the fields of the last head were cleared when it completed
+        self._empty.reset()
 
     def _on_url(self, fragment: bytes) -> None:
         self._progress = True
         url = self._url = self._url + fragment if self._url else fragment
-        # "M T HTTP/1.1": the method is parsed by now.
-        if len(url) + 11 > self.max_request_line and len(url) + len(self._parser.get_method()) + 10 > (
-            self.max_request_line
-        ):
-            raise ProtocolError(414, "request line too long")
+        # "M T HTTP/1.1": the method is parsed by now (one of llhttp's, or a longer one).
+        if len(url) + 11 > self.max_request_line or self._ext_method:
+            method = self._ext_method or self._parser.get_method()
+            if len(url) + len(method) + 10 > self.max_request_line:
+                raise ProtocolError(414, "request line too long")
 
     def _on_header(self, name: bytes, value: bytes) -> None:
         self._progress = True
@@ -215,6 +253,10 @@ class RequestCallbacks:
                 400, "Found multiple Host: headers" if self._hosts else "Missing mandatory Host: header"
             )
         self._cl_body = self._has_cl and self._declares_body()
+        if self._cl_body:
+            self._cl_left = int(self._header(b"content-length"))
+        elif self._has_te:
+            self._chunks = ChunkLines(self._head_limit())
         if parser.should_upgrade() and (self._has_te or self._cl_body):
             # httptools hands the bytes after an upgrade request's head back unread, body
             # included; h3green never upgrades, so such a body would be misread.
@@ -225,7 +267,8 @@ class RequestCallbacks:
             raise ProtocolError(400, "non-ASCII byte in request target") from None
         if (b"TSP/" in self._data or b"ICE/" in self._data) and self._other_protocol():
             raise ProtocolError(400, "malformed request line")
-        method = parser.get_method()
+        method = self._ext_method or parser.get_method()
+        self._ext_method = None
         # For the response, once next_event hands this head out.
         closes = version != "1.1" or (bool(self._connection) and has_token(self._connection, b"close"))
         self._heads.append((method, version, closes))
@@ -249,6 +292,12 @@ class RequestCallbacks:
     def _declares_body(self) -> bool:
         return any(name == b"content-length" and value.strip(b"0") for name, value in self._headers)
 
+    def _header(self, name: bytes) -> bytes:
+        for field, value in self._headers:  # pragma: no branch - asked for present fields
+            if field == name:
+                return value
+        return b""  # pragma: no cover
+
     def _on_body(self, data: bytes) -> None:
         self._progress = True
         self._events.append(Body(data))
@@ -266,8 +315,9 @@ class RequestCallbacks:
     def _on_message_complete(self) -> None:
         self._progress = True
         self._phase = BETWEEN
-        # The next head starts right after a line end unless a Content-Length body ended this.
-        self._crlf_end = not self._cl_body
+        self._tail = b""
+        self._chunks = None
+        self._cl_left = 0
         self._completed += 1
         self._events.append(END_OF_BODY)
 
