@@ -33,6 +33,10 @@ class Driver(Protocol):
     def head(self, status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
         """Bytes of the status line and headers (framing headers added as needed)."""
 
+    def fixed(self, status: int, lines: bytes, body: bytes, close: bool) -> bytes | None:
+        """A whole response with a fixed body (encoded header *lines*, no framing or
+        ``Connection`` field among them), or None when ``head`` must frame it."""
+
     def body(self, data: bytes) -> bytes:
         """Bytes framing one piece of response body."""
 

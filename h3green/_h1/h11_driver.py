@@ -277,12 +277,13 @@ class H11Driver:
         if len(headers) > self.max_header_count:
             raise ProtocolError(431, "too many header fields")
         size = 0
-        has_cl = has_te = False
+        has_cl = has_te = has_body = False
         connection = []
         for name, value in headers:
             size += len(name) + len(value) + 4
             if name == b"content-length":
                 has_cl = True
+                has_body = bool(value.strip(b"0"))
             elif name == b"transfer-encoding":
                 has_te = True
             elif name == b"connection":
@@ -306,6 +307,7 @@ class H11Driver:
             headers,
             version,
             self._conn.they_are_waiting_for_100_continue,
+            has_body=has_body or has_te,
         )
 
     # -- sending (see framing) -----------------------------------------------------------
@@ -317,6 +319,10 @@ class H11Driver:
     def head(self, status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
         """Bytes of the status line and headers (see ``framing``)."""
         return self._framer.head(status, headers)
+
+    def fixed(self, status: int, lines: bytes, body: bytes, close: bool) -> bytes | None:
+        """A whole response with a fixed body, or None (see ``framing``)."""
+        return self._framer.fixed(status, lines, body, close)
 
     def body(self, data: bytes) -> bytes:
         """Bytes framing one piece of response body (a chunk, when chunked)."""

@@ -79,6 +79,8 @@ from .llhttp_callbacks import (
 
 __all__ = ["HttptoolsDriver"]
 
+_LINE_END = b"\r\n"
+
 
 class HttptoolsDriver(RequestCallbacks):
     """One server-side HTTP/1.1 connection over httptools (the default driver)."""
@@ -142,24 +144,29 @@ class HttptoolsDriver(RequestCallbacks):
                 data = data[len(piece) :]
                 self._cl_left -= len(piece)
             else:
-                if self._phase == BETWEEN:
+                if (data[0] in _LINE_END or self._empty.partial) and self._phase == BETWEEN:
                     try:
                         data = self._empty.strip(data)
                     except ProtocolError as exc:
                         self._fail(exc)
                         return
                 # A head or trailer section ends at its first empty line (llhttp's strict
-                # mode reads CRLF line ends only).
+                # mode reads CRLF line ends only); _tail: what of it a piece already gave.
                 tail = self._tail
-                end = (tail + data).find(b"\r\n\r\n") if tail else data.find(b"\r\n\r\n")
+                if tail:
+                    end = (tail + data).find(b"\r\n\r\n")
+                    if end != -1:
+                        end -= len(tail)
+                else:
+                    end = data.find(b"\r\n\r\n")
                 if end == -1:
                     piece = data
                     data = b""
+                    self._tail = (tail + piece)[-3:]
                 else:
-                    end += 4 - len(tail)
-                    piece = data[:end]
-                    data = data[end:]
-                self._tail = (tail + piece)[-3:]
+                    piece = data[: end + 4]
+                    data = data[end + 4 :]
+                    self._tail = b""
             if piece:
                 rest = self._feed_piece(piece)
                 if rest:
@@ -254,6 +261,8 @@ class HttptoolsDriver(RequestCallbacks):
         # A request line past its limit was refused as its URL grew (in _on_url).
         if self._fed_head > self._head_limit():
             self._fail(ProtocolError(431, "header block too large"))
+        elif len(self._headers) > self.max_header_count:
+            self._fail(ProtocolError(431, "too many header fields"))
 
     def _fail(self, error: ProtocolError) -> None:
         # Queued behind the events before it; nothing after it is readable.
@@ -301,6 +310,10 @@ class HttptoolsDriver(RequestCallbacks):
     def head(self, status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
         """Bytes of the status line and headers (see ``framing``)."""
         return self._framer.head(status, headers)
+
+    def fixed(self, status: int, lines: bytes, body: bytes, close: bool) -> bytes | None:
+        """A whole response with a fixed body, or None (see ``framing``)."""
+        return self._framer.fixed(status, lines, body, close)
 
     def body(self, data: bytes) -> bytes:
         """Bytes framing one piece of response body (a chunk, when chunked)."""
