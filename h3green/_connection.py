@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import gevent
 
 from . import _respond
+from ._accesslog import access_log_file
 from ._h1 import NEED_DATA, Body, ClientClosed, Driver, EndOfBody, ProtocolError, RequestHead, driver_class
 from ._stream import StreamDoneError
 from ._wire import RECV_SIZE
@@ -86,6 +87,7 @@ class Connection:
 
     __slots__ = (
         "_idle_timer",
+        "access_file",
         "addr",
         "app",
         "closed",
@@ -117,6 +119,10 @@ class Connection:
             max_request_line=config.max_request_line,
             max_header_bytes=config.max_header_bytes,
             max_header_count=config.max_header_count,
+        )
+        #: Where access lines go when ``Config.access_log_file`` names a file.
+        self.access_file = (
+            access_log_file(config.access_log_file) if config.access_log and config.access_log_file else None
         )
         #: The encoded ``server:`` header line (empty without ``Config.server_header``).
         self.server_line = (

@@ -142,7 +142,9 @@ class QueryParams(MultiDict):
                 # PERF: nothing to decode, so parse_qsl's result is the split alone
                 # (empty pieces skipped, a piece without "=" has the value ""): ~1.5 us
                 # less for a short query (bench/RESULTS.md).
-                params._items = [(name, value) for name, _, value in (p.partition("=") for p in query.split("&") if p)]
+                params._items = [
+                    (name, value) for name, _, value in (p.partition("=") for p in query.split("&") if p)
+                ]
         return params
 
 
