@@ -254,7 +254,7 @@ class Connection:
                 return None
             if event is not NEED_DATA:  # pragma: no cover - nothing else precedes a head
                 raise ProtocolError(400, f"unexpected {event!r}")
-            if deadline is None and not driver.trailing_data[0]:
+            if deadline is None and not driver.buffered:
                 # Between requests: the keep-alive idle limit applies until the first byte.
                 data = self._recv_idle()
                 if not data:
@@ -288,7 +288,7 @@ class Connection:
         if sock.timeout is not None:
             sock.settimeout(None)
         if timer is not None:
-            timer.start(gevent.getcurrent().throw, _IdleTimeout)
+            timer.start(self.greenlet.throw, _IdleTimeout)
         try:
             return sock.recv(RECV_SIZE)  # type: ignore[no-any-return]
         except (_IdleTimeout, OSError):

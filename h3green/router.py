@@ -338,13 +338,20 @@ class Router(Generic[T]):
         # A parameter never matches an empty segment (only reachable with an
         # unnormalized path such as "/a//b").
         if seg:
-            for child in (node.param, node.star):
-                if child is not None:
-                    values.append(seg)
-                    found = self._search(child, segments, i + 1, method, values)
-                    values.pop()
-                    if found is not None:
-                        return found
+            child = node.param
+            if child is not None:
+                values.append(seg)
+                found = self._search(child, segments, i + 1, method, values)
+                values.pop()
+                if found is not None:
+                    return found
+            child = node.star
+            if child is not None:
+                values.append(seg)
+                found = self._search(child, segments, i + 1, method, values)
+                values.pop()
+                if found is not None:
+                    return found
         if node.catchall:
             values.append("/".join(segments[i:]))
             found = _resolve(node.catchall, method, values)

@@ -64,6 +64,11 @@ class Driver(Protocol):
     def start_next_cycle(self) -> None: ...
 
     @property
+    def buffered(self) -> bool:
+        """Bytes of a next request were received and are not parsed into an event yet
+        (``trailing_data`` has some), asked for more cheaply."""
+
+    @property
     def trailing_data(self) -> tuple[bytes, bool]:
         """Bytes received but not parsed yet, and whether the client closed after them."""
 

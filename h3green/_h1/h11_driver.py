@@ -371,6 +371,11 @@ class H11Driver:
         self._unfed[:0] = data
 
     @property
+    def buffered(self) -> bool:
+        """Bytes of a next request were received and are not parsed yet (see ``driver``)."""
+        return bool(self.trailing_data[0])
+
+    @property
     def trailing_data(self) -> tuple[bytes, bool]:
         """Bytes received but not parsed yet, and whether the client closed after them."""
         data, _ = self._conn.trailing_data

@@ -356,6 +356,18 @@ class HttptoolsDriver(RequestCallbacks):
         self._framer.next_cycle()
 
     @property
+    def buffered(self) -> bool:
+        """Bytes of a next request were received and are not parsed yet (see ``driver``)."""
+        # PERF: what trailing_data would say, without making its bytes.
+        return bool(
+            self._pending
+            or self._phase == HEAD
+            or self._ext_head is not None
+            or self._empty.partial
+            or (self._chunks is not None and self._chunks.partial)
+        )
+
+    @property
     def trailing_data(self) -> tuple[bytes, bool]:
         """Bytes received but not parsed yet, and whether the client closed after them.
 
