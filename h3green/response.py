@@ -246,7 +246,8 @@ def _plain(body: bytes, status: int, media_type: str) -> Response:
     response = Response.__new__(Response)
     response.status = status
     response.body = body
-    response.headers = Headers.from_pairs([("content-type", media_type)])
+    headers = response.headers = Headers.__new__(Headers)
+    headers._items = [("content-type", media_type)]
     return response
 
 
