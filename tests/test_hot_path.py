@@ -17,6 +17,7 @@ from h3green._wire import send_all
 from h3green.config import Config
 from h3green.datastructures import Headers, QueryParams, RequestHeaders
 from h3green.event import H3Event
+from h3green.router import Router
 from h3green.testing import _ClientConnection
 
 LINES = b"content-type: text/plain\r\n"
@@ -173,3 +174,27 @@ def test_request_headers_decode_on_first_use() -> None:
     replaced = RequestHeaders([(b"a", b"1")])
     replaced._items = [("b", "2")]
     assert replaced.items() == [("b", "2")]
+
+
+SEGMENTS = st.sampled_from(["a", "b", ":x", ":y", "*", "**"])
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from(["GET", "POST"]), st.lists(SEGMENTS, max_size=3)), max_size=6),
+    st.lists(st.sampled_from(["a", "b", "c"]), max_size=4),
+    st.sampled_from(["GET", "POST", "HEAD"]),
+)
+def test_router_walk_agrees_with_the_full_search(
+    routes: list[tuple[str, list[str]]], path: list[str], method: str
+) -> None:
+    router: Router[str] = Router()
+    for i, (route_method, segments) in enumerate(routes):
+        if "**" in segments[:-1] or len(set(segments)) < len(segments):
+            continue  # not a valid pattern
+        router.add(route_method, "/" + "/".join(segments), f"h{i}")
+    full = "/" + "/".join(path)
+    match = router.match(method, full)
+    if match.handler is not None and not router._static.get(full):
+        reference = router._search(router._root, path, 0, method, [])
+        assert reference is not None
+        assert (match.handler, match.params) == (reference.handler, reference.params)
