@@ -358,7 +358,8 @@ class HttptoolsDriver(RequestCallbacks):
     @property
     def buffered(self) -> bool:
         """Bytes of a next request were received and are not parsed yet (see ``driver``)."""
-        # PERF: what trailing_data would say, without making its bytes.
+        # PERF: what trailing_data would say, without making its bytes (0.12 us against
+        # 0.19 between two requests).
         return bool(
             self._pending
             or self._phase == HEAD
