@@ -98,7 +98,12 @@ def peers() -> tuple[list[Peer], list[str]]:
     found = [
         Peer(H3, script_cmd(servers, "h3green"), "h3green.Server (httptools parser), access log off"),
         Peer("h3green/h11", script_cmd(servers, "h3green-h11"), "h3green.Server on the h11 parser"),
-        Peer("h3green+log", script_cmd(servers, "h3green-log"), "access log on, INFO, to a file"),
+        Peer("h3green+log", script_cmd(servers, "h3green-log"), "access log on, to a file (access_log_file)"),
+        Peer(
+            "h3green+logging",
+            script_cmd(servers, "h3green-logging"),
+            "access log through logging, FileHandler",
+        ),
         Peer(
             "h3green/gunicorn",
             gunicorn_cmd("h3green.workers.H3Worker", "apps:h3_app"),

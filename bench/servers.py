@@ -4,7 +4,9 @@ Kinds:
 
 * ``h3green``: ``h3green.Server`` with the benchmark app, access log off;
 * ``h3green-h11``: the same on the pure-Python h11 parser instead of httptools;
-* ``h3green-log``: the same with the access log on, at INFO, written to a file;
+* ``h3green-log``: the same with the access log on, to a file (``access_log_file``);
+* ``h3green-logging``: the access log through the ``h3green.access`` logger instead, at
+  INFO, to a ``logging.FileHandler``;
 * ``pywsgi``: ``gevent.pywsgi`` with a raw WSGI app, no access log, ``TCP_NODELAY``;
 * ``h3green-sse``: the SSE app of ``bench/sse_h3green.py``, for the SSE figures.
 
@@ -31,22 +33,23 @@ import apps  # noqa: E402
 from gevent import pywsgi  # noqa: E402
 
 
-def serve_h3green(port: int, access_log: bool, http_parser: str = "auto") -> None:
+def serve_h3green(port: int, access_log: bool | str, http_parser: str = "auto") -> None:
     import h3green
     from h3green import Server
 
     print(f"serving h3green from {os.path.dirname(h3green.__file__)}", file=sys.stderr, flush=True)
 
-    if access_log:
+    options: dict[str, Any] = {"access_log": bool(access_log), "http_parser": http_parser}
+    if access_log == "logging":
         handler = logging.FileHandler(os.environ.get("H3GREEN_BENCH_LOG", os.devnull))
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
         access = logging.getLogger("h3green.access")
         access.addHandler(handler)
         access.setLevel(logging.INFO)
         access.propagate = False
-    Server(
-        apps.make_h3_app(), "127.0.0.1", port, access_log=access_log, http_parser=http_parser
-    ).serve_forever()
+    elif access_log:
+        options["access_log_file"] = os.environ.get("H3GREEN_BENCH_LOG", os.devnull)
+    Server(apps.make_h3_app(), "127.0.0.1", port, **options).serve_forever()
 
 
 class _NoDelayServer(pywsgi.WSGIServer):  # type: ignore[misc]
@@ -77,6 +80,8 @@ def main(argv: list[str]) -> None:
         serve_h3green(port, access_log=False, http_parser="h11")
     elif kind == "h3green-log":
         serve_h3green(port, access_log=True)
+    elif kind == "h3green-logging":
+        serve_h3green(port, access_log="logging")
     elif kind == "pywsgi":
         serve_pywsgi(port)
     elif kind == "h3green-sse":

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Final
 from ._h1 import NEED_DATA
 from ._h1.events import NO_BODY_STATUSES
 from ._stream import Stream
-from ._wire import date_header, error_body, simple_response
+from ._wire import date_header, date_line, error_body, simple_response
 from .event import _EMPTY_BODY as _NO_BODY
-from .response import Response, SSEResponse, close_body, hold_head
+from .response import HTML, JSON, OCTET, TEXT, Response, SSEResponse, close_body, hold_head
 
 if TYPE_CHECKING:
     from ._connection import Connection
@@ -27,10 +27,17 @@ if TYPE_CHECKING:
 __all__ = ["log_access", "reject", "send_response"]
 
 logger = logging.getLogger("h3green")
-access_logger = logging.getLogger("h3green.access")
+_LOGGER = "h3green.access"
+access_logger = logging.getLogger(_LOGGER)
+_FORMAT = '%s - "%s %s HTTP/%s" %d %d'
 
 # The server frames bodies itself; these from a handler would contradict it.
 _FRAMING_HEADERS: Final = frozenset({"content-length", "transfer-encoding"})
+# PERF: the Content-Type lines of plain return values, encoded once.
+_CONTENT_TYPE_LINES: Final = {
+    media_type: f"content-type: {media_type}\r\n".encode("latin-1")
+    for media_type in (TEXT, HTML, JSON, OCTET)
+}
 # Error statuses that leave an unread request body unreadable or not worth draining.
 _UNREAD_BODY_CLOSES: Final = frozenset({400, 408, 413})
 
@@ -59,7 +66,25 @@ def _wire_headers(conn: Connection, response: Response) -> list[tuple[bytes, byt
     return headers
 
 
-def send_response(conn: Connection, event: H3Event, response: Response) -> bool:
+def _wire_lines(conn: Connection, response: Response) -> bytes | None:
+    """The encoded header lines of a response with a fixed body, Date and Server
+    included; None when the handler set ``Connection`` (``head`` weighs its tokens)."""
+    lines = []
+    for name, value in response.headers._items:
+        line = _CONTENT_TYPE_LINES.get(value) if name == "content-type" else None
+        if line is None:
+            if name in _FRAMING_HEADERS:
+                continue
+            if name == "connection":
+                return None
+            line = f"{name}: {value}\r\n".encode("latin-1")
+        lines.append(line)
+    lines.append(date_line())
+    lines.append(conn.server_line)
+    return b"".join(lines)
+
+
+def send_response(conn: Connection, event: H3Event, response: Response) -> bool:  # noqa: PLR0911, PLR0912 - one path per response shape, each the fastest for it
     """Write *response*; False when the connection must close at once."""
     driver = conn.driver
     if driver.response_started:  # pragma: no cover - defensive
@@ -67,8 +92,29 @@ def send_response(conn: Connection, event: H3Event, response: Response) -> bool:
     if isinstance(response, SSEResponse):
         return _run_stream(conn, event, response)
     status = response.status
-    headers = _wire_headers(conn, response)
     body = response.body
+    if type(body) is bytes:
+        # PERF: the common response (a fixed body, no Connection field of the handler's)
+        # is framed from encoded lines in one join: hello 14.9 -> 12.0 us in
+        # bench/hot_path.py against building pairs and framing them with head().
+        lines = _wire_lines(conn, response)
+        if lines is not None:
+            close = conn.closing or (
+                not driver.request_done and (status in _UNREAD_BODY_CLOSES or driver.client_failed)
+            )
+            data = driver.fixed(status, lines, body, close)
+            if data is not None:
+                event.mark_head_sent()
+                try:
+                    conn.send(data, conn.config.write_timeout)
+                except OSError:
+                    driver.send_failed()
+                    log_access(conn, event, status, 0)
+                    return False
+                if conn.config.access_log:
+                    log_access(conn, event, status, len(body))
+                return True
+    headers = _wire_headers(conn, response)
     timeout = conn.config.write_timeout
     try:
         if type(body) is bytes:
@@ -219,18 +265,28 @@ def reject(conn: Connection, status: int, message: str) -> None:
 
 
 def log_access(conn: Connection, event: H3Event | None, status: int, length: int) -> None:
-    """One INFO line on ``h3green.access`` (when ``access_log`` is on)."""
-    if conn.config.access_log and access_logger.isEnabledFor(logging.INFO):
-        remote = conn.addr[0] if conn.addr else "-"
+    """One access line (when ``access_log`` is on): to ``access_log_file``, or one INFO
+    record on ``h3green.access``."""
+    if not conn.config.access_log:
+        return
+    remote = conn.addr[0] if conn.addr else "-"
+    access_file = conn.access_file
+    if access_file is not None:
         if event is None:
-            access_logger.info('%s - "-" %d -', remote, status)
+            access_file.log(remote, "-", status, "-")
         else:
-            access_logger.info(
-                '%s - "%s %s HTTP/%s" %d %d',
-                remote,
-                event.method,
-                event.target,
-                event.http_version,
-                status,
-                length,
+            access_file.log(
+                remote, f"{event.method} {event.target} HTTP/{event.http_version}", status, length
             )
+        return
+    if access_logger.isEnabledFor(logging.INFO):
+        # PERF: the record is made and handled directly: Logger.info would also look up
+        # the caller's frame, which an access line never shows (~2 us).
+        if event is None:
+            record = access_logger.makeRecord(
+                _LOGGER, logging.INFO, __file__, 0, '%s - "-" %d -', (remote, status), None
+            )
+        else:
+            args = (remote, event.method, event.target, event.http_version, status, length)
+            record = access_logger.makeRecord(_LOGGER, logging.INFO, __file__, 0, _FORMAT, args, None)
+        access_logger.handle(record)

@@ -9,21 +9,33 @@ from typing import Any, Final
 from ._json import json_dumps
 from .errors import HTTPError
 
-__all__ = ["OVERLOADED", "RECV_SIZE", "date_header", "send_all", "simple_response"]
+__all__ = ["OVERLOADED", "RECV_SIZE", "date_header", "date_line", "send_all", "simple_response"]
 
 #: Bytes asked of one ``recv``.
 RECV_SIZE: Final = 65536
 
 # PERF: formatting the Date header costs ~5 us; it only changes once a second.
-_date_cache: list[Any] = [0, b""]
+_date_cache: list[Any] = [0, b"", b""]
+
+
+def _refresh_date(now: int) -> None:
+    value = formatdate(now, usegmt=True).encode()
+    _date_cache[:] = [now, value, b"date: " + value + b"\r\n"]
 
 
 def date_header() -> bytes:
     now = int(time.time())
     if now != _date_cache[0]:
-        _date_cache[0] = now
-        _date_cache[1] = formatdate(now, usegmt=True).encode()
+        _refresh_date(now)
     return _date_cache[1]  # type: ignore[no-any-return]
+
+
+def date_line() -> bytes:
+    """The whole ``date: ...`` header line, CRLF included (cached for the second)."""
+    now = int(time.time())
+    if now != _date_cache[0]:
+        _refresh_date(now)
+    return _date_cache[2]  # type: ignore[no-any-return]
 
 
 def send_all(sock: Any, data: bytes) -> None:

@@ -198,10 +198,14 @@ class H3:
         self._chain = None
         return middleware
 
-    def mount(self, prefix: str, app: H3 | Mountable | WSGIApplication) -> None:
+    def mount(self, prefix: str, app: H3 | Mountable | WSGIApplication, *, header_map: str = "drop") -> None:
         """Serve *app* under *prefix*: another ``H3``, any object with a ``handle(event)``
         method returning a ``Response`` (``h3green.utils.StaticFiles``), or any WSGI
-        application. ``H3`` apps and ``handle`` objects see the path without the prefix."""
+        application. ``H3`` apps and ``handle`` objects see the path without the prefix.
+
+        ``header_map`` (WSGI apps only): what becomes of request headers whose names hold
+        an underscore, ``"drop"``, ``"refuse"`` (400) or ``"dangerous"``; see
+        ``h3green.wsgi_mount.WSGIMount``."""
         prefix = "/" + prefix.strip("/")
         if prefix == "/":
             raise ValueError("mount prefix must not be the root; register routes instead")
@@ -211,13 +215,15 @@ class H3:
             raise ValueError(f"mount prefix must be static, got {prefix!r}")
         handler: Handler
         if isinstance(app, H3) or callable(getattr(app, "handle", None)):
+            if header_map != "drop":
+                raise ValueError("header_map applies to mounted WSGI applications only")
             handler = _MountedH3(app, prefix)  # type: ignore[arg-type]
             if isinstance(app, H3):
                 app._mounted = True
         elif callable(app):
             from .wsgi_mount import WSGIMount
 
-            handler = WSGIMount(app, prefix)
+            handler = WSGIMount(app, prefix, header_map=header_map)
         else:
             raise TypeError(f"cannot mount {app!r}: not an H3 app nor a WSGI callable")
         self.router.add("*", prefix, handler)

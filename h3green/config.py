@@ -71,6 +71,10 @@ class Config:
     shutdown_timeout: float = 10.0
     #: One INFO line per response on the ``h3green.access`` logger.
     access_log: bool = True
+    #: With ``access_log`` on, write the lines to this file instead (Common Log Format),
+    #: formatted once and written in batches at most a second late: ~1 us a line rather
+    #: than logging's ~25 (see ``h3green._accesslog``). None: through the logger.
+    access_log_file: str | None = None
     #: Value of the ``Server`` header, or None to send none (no version is ever leaked).
     server_header: str | None = None
     #: Listen backlog: connections the kernel queues before ``accept``. gunicorn's 2,048.
@@ -120,6 +124,7 @@ class ConfigOptions(TypedDict, total=False):
     backlog: int
     http_parser: str
     forwarded_allow_ips: str
+    access_log_file: str | None
 
 
 def make_config(config: Config | None, options: ConfigOptions) -> Config:

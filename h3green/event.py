@@ -9,6 +9,7 @@ whatever the handler returns. Nothing here touches a socket: the body comes from
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -24,6 +25,17 @@ if TYPE_CHECKING:
 __all__ = ["BodySource", "H3Event", "StagedResponse", "StreamCallback"]
 
 StreamCallback = Callable[["SSEWriter"], object]
+
+# RFC 9112 §3.2.2 absolute-form, RFC 3986 §3: scheme "://" [userinfo "@"] host [":" port]
+# and the path; the host a reg-name or an IP literal.
+_ABSOLUTE_FORM = re.compile(
+    r"[A-Za-z][A-Za-z0-9+.-]*://"
+    r"(?:[A-Za-z0-9._~!$&'()*+,;=:%-]*@)?"
+    r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)"
+    r"(?::[0-9]*)?"
+    r"(/.*)?",
+    re.DOTALL,
+)
 
 #: Default request-body limit: 1 MiB, like nginx's client_max_body_size.
 DEFAULT_MAX_BODY_SIZE = 1024 * 1024
@@ -75,14 +87,15 @@ class H3Event:
         "_body",
         "_body_cache",
         "_body_started",
+        "_context",
         "_cookies",
         "_form",
         "_head_sent",
         "_query",
+        "_res",
         "_sse",
         "_sse_heartbeat",
         "_stream_callback",
-        "context",
         "headers",
         "http_version",
         "max_body_size",
@@ -91,7 +104,6 @@ class H3Event:
         "path",
         "query_string",
         "remote_addr",
-        "res",
         "scheme",
         "target",
     )
@@ -110,13 +122,20 @@ class H3Event:
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     ) -> None:
         self.method = method
-        #: The request target exactly as sent (path and query, not decoded).
+        if "#" in target:
+            # RFC 9112 §3.2: a request target has no fragment (a client keeps it to
+            # itself); one sent anyway is dropped, as nginx does, not read as query text.
+            target = target.partition("#")[0]
+        #: The request target as sent (path and query, not decoded; without a fragment).
         self.target = target
         raw_path, _, self.query_string = target.partition("?")
         if raw_path[:1] != "/" and "://" in raw_path:
             # RFC 9112 §3.2.2: "a server MUST accept the absolute-form in requests" (what
-            # clients send to a proxy); the authority is not part of the routing path.
-            raw_path = "/" + raw_path.partition("://")[2].partition("/")[2]
+            # clients send to a proxy); the authority is not part of the routing path. A
+            # malformed one keeps its raw path, which routing refuses (400).
+            absolute = _ABSOLUTE_FORM.fullmatch(raw_path)
+            if absolute is not None:
+                raw_path = absolute.group(1) or "/"
         #: The decoded, canonical path used for routing (set by the app).
         self.path = raw_path if path is None else path
         self.headers = headers
@@ -125,9 +144,11 @@ class H3Event:
         self.scheme = scheme
         #: Route parameters (``/users/:id`` gives ``params["id"]``).
         self.params: dict[str, str] = {}
-        #: Free space for middleware and handlers to share per-request values.
-        self.context: dict[str, Any] = {}
-        self.res = StagedResponse()
+        # PERF: the staged response (a StagedResponse and its Headers) and the context
+        # dict are made on first use, as most requests stage nothing; see response.py's
+        # _plain for the figure.
+        self._context: dict[str, Any] | None = None
+        self._res: StagedResponse | None = None
         self.max_body_size = max_body_size
         self._body: BodySource = body if body is not None else _EMPTY_BODY
         self._body_cache: bytes | None = None
@@ -142,6 +163,22 @@ class H3Event:
 
     def __repr__(self) -> str:
         return f"<H3Event {self.method} {self.target}>"
+
+    @property
+    def context(self) -> dict[str, Any]:
+        """Free space for middleware and handlers to share per-request values."""
+        context = self._context
+        if context is None:
+            context = self._context = {}
+        return context
+
+    @property
+    def res(self) -> StagedResponse:
+        """The staged response: status and headers merged into what the handler returns."""
+        res = self._res
+        if res is None:
+            res = self._res = StagedResponse()
+        return res
 
     # -- request view --------------------------------------------------------------------
 

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 __all__ = ["WSGIMount"]
 
+#: The values of ``WSGIMount(header_map=...)`` (gunicorn's ``--header-map``).
+HEADER_MAPS = ("drop", "refuse", "dangerous")
+
 #: ``wsgi.multiprocess`` for mounted apps (the gunicorn worker sets it when workers > 1).
 MULTIPROCESS = False
 
@@ -196,16 +199,33 @@ class WSGIMount:
 
     Responses that declare a ``Content-Length`` of at most ``buffer_limit`` bytes are
     read whole and sent in one write; others stream as the app yields them.
+
+    ``header_map`` says what becomes of a request header whose name holds an underscore,
+    as gunicorn's setting of that name does: WSGI spells ``X-Forwarded-For`` and
+    ``X_Forwarded_For`` alike (``HTTP_X_FORWARDED_FOR``), so a client could smuggle a
+    value into a header the app trusts from its proxy. ``"drop"`` (the default) leaves
+    such headers out of the environ, ``"refuse"`` answers 400, ``"dangerous"`` passes
+    them on, merged with the dashed name's values.
     """
 
-    __slots__ = ("app", "buffer_limit", "prefix")
+    __slots__ = ("app", "buffer_limit", "header_map", "prefix")
 
-    def __init__(self, app: WSGIApplication, prefix: str, *, buffer_limit: int = 1024 * 1024) -> None:
+    def __init__(
+        self,
+        app: WSGIApplication,
+        prefix: str,
+        *,
+        buffer_limit: int = 1024 * 1024,
+        header_map: str = "drop",
+    ) -> None:
         if not callable(app):
             raise TypeError(f"cannot mount {app!r}: not a WSGI callable")
+        if header_map not in HEADER_MAPS:
+            raise ValueError(f"header_map must be one of {', '.join(HEADER_MAPS)}, got {header_map!r}")
         self.app = app
         self.prefix = "/" + prefix.strip("/")
         self.buffer_limit = buffer_limit
+        self.header_map = header_map
 
     def __repr__(self) -> str:
         return f"<WSGIMount {self.prefix} {self.app!r}>"
@@ -242,7 +262,12 @@ class WSGIMount:
             "wsgi.run_once": False,
             "wsgi.input_terminated": True,
         }
+        header_map = self.header_map
         for name, value in event.headers.items():
+            if "_" in name and header_map != "dangerous":
+                if header_map == "refuse":
+                    raise HTTPError(400, f"header name with an underscore: {name}")
+                continue
             if name == "content-type":
                 environ["CONTENT_TYPE"] = value
             elif name == "content-length":

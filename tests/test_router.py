@@ -56,7 +56,7 @@ def test_normalize(raw: str, expected: str) -> None:
         ("", "must start with '/'"),
         ("*", "must start with '/'"),
         ("a/b", "must start with '/'"),
-        ("http://x/a", "must start with '/'"),
+        ("http://x/a", "malformed absolute-form request target"),
         ("/%zz", "malformed percent-escape in path"),
         ("/%4", "malformed percent-escape in path"),
         ("/a%", "malformed percent-escape in path"),

@@ -442,3 +442,43 @@ def test_write_while_streaming_keeps_the_order() -> None:
     response = mounted(app).get("/legacy/")
     assert response.content == b"1234"
     assert response.headers.get("transfer-encoding") == "chunked"
+
+
+def headers_app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    seen = {key: value for key, value in environ.items() if key.startswith("HTTP_X")}
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [json.dumps(seen).encode()]
+
+
+SPOOF = {"X-Forwarded-For": "1.2.3.4", "X_Forwarded_For": "6.6.6.6", "X_Only": "u"}
+
+
+def test_underscore_header_names_are_dropped_by_default() -> None:
+    app = H3()
+    app.mount("/legacy", headers_app)
+    assert TestClient(app).get("/legacy", headers=SPOOF).json() == {"HTTP_X_FORWARDED_FOR": "1.2.3.4"}
+
+
+def test_header_map_refuse_answers_400() -> None:
+    app = H3()
+    app.mount("/legacy", headers_app, header_map="refuse")
+    res = TestClient(app).get("/legacy", headers=SPOOF)
+    assert res.status == 400
+    assert res.json()["message"] == "header name with an underscore: x_forwarded_for"
+    assert TestClient(app).get("/legacy", headers={"X-A": "1"}).json() == {"HTTP_X_A": "1"}
+
+
+def test_header_map_dangerous_merges_as_wsgi_spells_them() -> None:
+    app = H3()
+    app.mount("/legacy", headers_app, header_map="dangerous")
+    assert TestClient(app).get("/legacy", headers=SPOOF).json() == {
+        "HTTP_X_FORWARDED_FOR": "1.2.3.4,6.6.6.6",
+        "HTTP_X_ONLY": "u",
+    }
+
+
+def test_header_map_is_checked_at_setup() -> None:
+    with pytest.raises(ValueError, match="header_map must be one of drop, refuse, dangerous"):
+        WSGIMount(headers_app, "/x", header_map="keep")
+    with pytest.raises(ValueError, match="WSGI applications only"):
+        H3().mount("/x", H3(), header_map="dangerous")

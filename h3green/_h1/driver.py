@@ -33,6 +33,10 @@ class Driver(Protocol):
     def head(self, status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
         """Bytes of the status line and headers (framing headers added as needed)."""
 
+    def fixed(self, status: int, lines: bytes, body: bytes, close: bool) -> bytes | None:
+        """A whole response with a fixed body (encoded header *lines*, no framing or
+        ``Connection`` field among them), or None when ``head`` must frame it."""
+
     def body(self, data: bytes) -> bytes:
         """Bytes framing one piece of response body."""
 
@@ -58,6 +62,11 @@ class Driver(Protocol):
         """Both sides are done and neither asked to close: another request may follow."""
 
     def start_next_cycle(self) -> None: ...
+
+    @property
+    def buffered(self) -> bool:
+        """Bytes of a next request were received and are not parsed into an event yet
+        (``trailing_data`` has some), asked for more cheaply."""
 
     @property
     def trailing_data(self) -> tuple[bytes, bool]:

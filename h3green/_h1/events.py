@@ -60,7 +60,7 @@ class ProtocolError(Exception):
 class RequestHead:
     """A request line and its headers (names lower-cased, values as sent)."""
 
-    __slots__ = ("expects_continue", "headers", "http_version", "method", "target")
+    __slots__ = ("expects_continue", "has_body", "headers", "http_version", "method", "target")
 
     def __init__(
         self,
@@ -69,12 +69,17 @@ class RequestHead:
         headers: list[tuple[bytes, bytes]],
         http_version: str,
         expects_continue: bool,
+        *,
+        has_body: bool = True,
     ) -> None:
         self.method = method
         self.target = target
         self.headers = headers
         self.http_version = http_version
         self.expects_continue = expects_continue
+        #: A body follows (chunked, or a Content-Length other than 0): if not, the
+        #: driver's next event is this request's ``EndOfBody``.
+        self.has_body = has_body
 
 
 class Body:

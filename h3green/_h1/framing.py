@@ -24,7 +24,7 @@ from typing import Final
 
 from .events import NO_BODY_STATUSES, REASONS, has_token
 
-__all__ = ["DONE", "ERROR", "IDLE", "SEND_BODY", "ResponseFramer"]
+__all__ = ["DONE", "ERROR", "IDLE", "SEND_BODY", "STATUS_LINES", "ResponseFramer"]
 
 # Response states (h11's names).
 IDLE: Final = 0  # no response yet (h11: IDLE / SEND_RESPONSE)
@@ -39,6 +39,10 @@ _UNTIL_CLOSE: Final = 2
 _NO_BODY: Final = 3
 
 _CHUNKED_HEADER: Final = (b"transfer-encoding", b"chunked")
+
+#: Status lines, made once (``ResponseFramer.fixed`` uses them).
+STATUS_LINES: Final = {status: b"HTTP/1.1 %d %s\r\n" % (status, reason) for status, reason in REASONS.items()}
+_CLOSE_LINE: Final = b"connection: close\r\n"
 
 
 class ResponseFramer:
@@ -118,6 +122,34 @@ class ResponseFramer:
         parts += [b"%s: %s\r\n" % pair for pair in out]
         parts.append(b"\r\n")
         return b"".join(parts)
+
+    def fixed(self, status: int, lines: bytes, body: bytes, close: bool) -> bytes | None:
+        """A whole response with a body of known bytes, in one piece; None when ``head``
+        must frame it instead (a CONNECT, a status with no standard reason).
+
+        *lines* are the encoded header lines, with no framing or ``Connection`` field
+        among them; *close* asks for ``connection: close``. The framing is ``head``'s for
+        such a response with a Content-Length, without building a list of pairs.
+        """
+        # PERF: with the status line made once and no (name, value) pairs to scan, and
+        # _respond's encoded lines: hello 14.9 -> 12.0 us in bench/hot_path.py against
+        # head() + body() + end() over pairs (bench/RESULTS.md).
+        status_line = STATUS_LINES.get(status)
+        if status_line is None or self._method == b"CONNECT":
+            return None
+        if self.state != IDLE:
+            raise RuntimeError("a response was already started on this connection")
+        keep_alive = not close and self._version is not None and not self._closing_request
+        self.keep_alive = keep_alive
+        self.state = DONE
+        if status < 200 or status in NO_BODY_STATUSES:
+            length = b""
+            body = b""
+        else:
+            length = b"content-length: %d\r\n" % len(body)
+            if self._method == b"HEAD":
+                body = b""
+        return b"".join((status_line, lines, length, b"" if keep_alive else _CLOSE_LINE, b"\r\n", body))
 
     def body(self, data: bytes) -> bytes:
         """Bytes framing one piece of response body (a chunk, when chunked)."""

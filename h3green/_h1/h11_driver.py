@@ -29,6 +29,11 @@ without touching routing, events or SSE, and adds what h11 leaves to its user:
   h11 needs the raw head for the TE and obs-fold checks, since it unfolds lines and refuses
   unknown codings before we see the headers, so the driver keeps a copy of the bytes of the
   head being read (bounded by the head limits, dropped once the head is parsed);
+* the byte-level ``guards`` shared with the httptools driver: empty lines before a request
+  line are dropped (h11 refuses them), and chunk-size lines are checked against RFC 9112
+  §7.1 (h11 takes anything after a ``;``) and handed to h11 as the size alone; for that,
+  h11 gets the bytes a piece at a time (a head up to its empty line, then the body), so
+  the bytes after a chunked request's head reach it only through ``guards.ChunkLines``;
 * error messages of our own words: h11's quote the offending bytes as Python reprs;
 * responses framed by ``framing.ResponseFramer``, shared with the httptools driver; h11
   reads requests only. Its connection object insists on seeing our response before it
@@ -61,6 +66,7 @@ from .events import (
     has_token,
 )
 from .framing import IDLE, ResponseFramer
+from .guards import ChunkLines, EmptyLines
 
 __all__ = ["H11Driver"]
 
@@ -103,10 +109,15 @@ class H11Driver:
     """One server-side HTTP/1.1 connection, parsed by h11 (the reference driver)."""
 
     __slots__ = (
+        "_chunks",
         "_conn",
+        "_empty",
+        "_eof",
+        "_error",
         "_framer",
         "_raw",
         "_raw_limit",
+        "_unfed",
         "max_header_bytes",
         "max_header_count",
         "max_request_line",
@@ -127,6 +138,13 @@ class H11Driver:
         self._raw: bytearray | None = bytearray()
         self._raw_limit = max_header_bytes + max_request_line
         self._framer = ResponseFramer()
+        # Bytes received and not given to h11 yet: it gets them a piece at a time (see
+        # ``_feed``), so chunk-size lines can be checked before it reads them.
+        self._unfed = bytearray()
+        self._eof = False  # the client closed; h11 is told once it has every byte
+        self._empty = EmptyLines()
+        self._chunks: ChunkLines | None = None  # the chunked body being read
+        self._error: ProtocolError | None = None  # a guard refused the bytes
 
     def _new_connection(self) -> h11.Connection:
         # h11 refuses an *incomplete* head larger than this; complete heads are checked
@@ -139,20 +157,64 @@ class H11Driver:
 
     def receive_data(self, data: bytes) -> None:
         """Feed bytes read from the socket; ``b""`` means the client closed its side."""
+        if data:
+            self._unfed += data
+        else:
+            self._eof = True
+
+    def _feed(self) -> bool:
+        """Give h11 the next piece of the unfed bytes; False when there is nothing to give.
+
+        A head is given up to its end (the first empty line), so that the bytes after a
+        chunked request's head reach h11 only through ``ChunkLines``; empty lines before
+        a request line are dropped (``guards``).
+        """
+        conn = self._conn
+        unfed = self._unfed
+        if not unfed:
+            if self._eof and conn.their_state is not h11.ERROR and not conn.trailing_data[1]:
+                conn.receive_data(b"")
+                return True
+            return False
+        data = bytes(unfed)
+        unfed.clear()
         raw = self._raw
-        if raw is not None and len(raw) <= self._raw_limit:
-            raw += data
-        try:
-            self._conn.receive_data(data)
-        except h11.RemoteProtocolError as exc:  # pragma: no cover - h11 raises in next_event
-            raise ProtocolError(exc.error_status_hint, str(exc)) from None
+        chunks = self._chunks
+        if chunks is not None:
+            data, rest = chunks.filter(data)
+            if chunks.done:
+                self._chunks = None
+            unfed += rest
+        elif raw is not None:
+            if not raw:
+                data = self._empty.strip(data)
+            # The head ends at its first empty line (h11 reads bare LF line ends too).
+            tail = bytes(raw[-2:])
+            both = tail + data
+            ends = [at + n for at, n in ((both.find(b"\n\r\n"), 3), (both.find(b"\n\n"), 2)) if at != -1]
+            if ends:
+                cut = min(ends) - len(tail)
+                if 0 < cut < len(data):
+                    unfed += data[cut:]
+                    data = data[:cut]
+            if len(raw) <= self._raw_limit:  # pragma: no branch - h11 refuses a longer head
+                raw += data
+        if data:
+            conn.receive_data(data)
+        return True
 
     def next_event(self) -> Event:
         """The next request head, body piece, end of body, ``NEED_DATA`` or ``PAUSED``."""
+        if self._error is not None:
+            raise self._error
         try:
-            event = self._conn.next_event()
+            while (event := self._conn.next_event()) is h11.NEED_DATA and self._feed():
+                pass
         except h11.RemoteProtocolError as exc:
-            raise self._error(exc) from None
+            raise self._error_from(exc) from None
+        except ProtocolError as exc:
+            self._error = exc
+            raise
         etype = type(event)
         if etype is h11.Data:
             return Body(event.data)  # type: ignore[union-attr]
@@ -166,7 +228,7 @@ class H11Driver:
             return PAUSED
         return CLIENT_CLOSED  # h11.ConnectionClosed
 
-    def _error(self, exc: h11.RemoteProtocolError) -> ProtocolError:
+    def _error_from(self, exc: h11.RemoteProtocolError) -> ProtocolError:
         status = exc.error_status_hint
         message = _message(str(exc))
         if status == 431 and self._raw is None:  # a chunk line or trailers, mid-body
@@ -202,6 +264,7 @@ class H11Driver:
     def _head(self, request: h11.Request) -> RequestHead:
         raw = self._raw_head()
         self._raw = None
+        self._empty.reset()
         # obs-fold: a header line that starts with whitespace (RFC 9112 §5.2).
         if b"\n " in raw or b"\n\t" in raw:
             raise ProtocolError(400, "obsolete line folding is not accepted")
@@ -214,12 +277,13 @@ class H11Driver:
         if len(headers) > self.max_header_count:
             raise ProtocolError(431, "too many header fields")
         size = 0
-        has_cl = has_te = False
+        has_cl = has_te = has_body = False
         connection = []
         for name, value in headers:
             size += len(name) + len(value) + 4
             if name == b"content-length":
                 has_cl = True
+                has_body = bool(value.strip(b"0"))
             elif name == b"transfer-encoding":
                 has_te = True
             elif name == b"connection":
@@ -228,6 +292,8 @@ class H11Driver:
             raise ProtocolError(431, "header block too large")
         if has_cl and has_te:
             raise ProtocolError(400, BOTH_LENGTHS)
+        if has_te:  # h11 accepts "chunked" alone: the body's size lines are checked first
+            self._chunks = ChunkLines(self._raw_limit)
         try:
             text_target = target.decode("ascii")
         except UnicodeDecodeError:  # pragma: no cover - h11 refuses such request lines first
@@ -241,6 +307,7 @@ class H11Driver:
             headers,
             version,
             self._conn.they_are_waiting_for_100_continue,
+            has_body=has_body or has_te,
         )
 
     # -- sending (see framing) -----------------------------------------------------------
@@ -252,6 +319,10 @@ class H11Driver:
     def head(self, status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
         """Bytes of the status line and headers (see ``framing``)."""
         return self._framer.head(status, headers)
+
+    def fixed(self, status: int, lines: bytes, body: bytes, close: bool) -> bytes | None:
+        """A whole response with a fixed body, or None (see ``framing``)."""
+        return self._framer.fixed(status, lines, body, close)
 
     def body(self, data: bytes) -> bytes:
         """Bytes framing one piece of response body (a chunk, when chunked)."""
@@ -280,7 +351,7 @@ class H11Driver:
     @property
     def client_failed(self) -> bool:
         """The client broke the protocol mid-request (a bad chunk): the rest is unreadable."""
-        return self._conn.their_state is h11.ERROR
+        return self._error is not None or self._conn.their_state is h11.ERROR
 
     @property
     def can_reuse(self) -> bool:
@@ -290,18 +361,23 @@ class H11Driver:
     def start_next_cycle(self) -> None:
         if not self.can_reuse:
             raise RuntimeError("the connection cannot carry another request")
-        data, closed = self._conn.trailing_data
+        data, _ = self._conn.trailing_data
         self._conn = self._new_connection()
         self._framer.next_cycle()
-        # A pipelined next request may already be buffered: its head starts here.
-        self._raw = bytearray(data[: self._raw_limit + 1])
-        if data:
-            self._conn.receive_data(bytes(data))
-        if closed:
-            self._conn.receive_data(b"")
+        self._chunks = None
+        # A pipelined next request may already be buffered: its head starts here, and
+        # goes to the new h11 connection a piece at a time like any other bytes.
+        self._raw = bytearray()
+        self._unfed[:0] = data
+
+    @property
+    def buffered(self) -> bool:
+        """Bytes of a next request were received and are not parsed yet (see ``driver``)."""
+        return bool(self.trailing_data[0])
 
     @property
     def trailing_data(self) -> tuple[bytes, bool]:
         """Bytes received but not parsed yet, and whether the client closed after them."""
-        data, closed = self._conn.trailing_data
-        return bytes(data), closed
+        data, _ = self._conn.trailing_data
+        held = self._chunks.partial if self._chunks is not None else self._empty.partial
+        return bytes(data) + held + bytes(self._unfed), self._eof

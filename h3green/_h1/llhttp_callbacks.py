@@ -9,6 +9,7 @@ the base class of the driver (one object, so no per-callback indirection on the 
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from types import SimpleNamespace
 from typing import Final
@@ -25,14 +26,30 @@ from .events import (
     codings_status,
     has_token,
 )
+from .guards import ChunkLines, EmptyLines
 
-__all__ = ["BETWEEN", "BODY", "CHUNK_LINE", "HEAD", "RequestCallbacks", "llhttp_error"]
+__all__ = [
+    "BETWEEN",
+    "BODY",
+    "CHUNK_LINE",
+    "HEAD",
+    "METHOD",
+    "STAND_IN",
+    "RequestCallbacks",
+    "llhttp_error",
+    "method_refused",
+]
 
 # Reading phases, set by the callbacks.
 BETWEEN: Final = 0  # between requests: none begun, or the last one complete
 HEAD: Final = 1  # request line and header fields
 BODY: Final = 2  # body data (or waiting for it)
 CHUNK_LINE: Final = 3  # a chunk-size line or trailer field, which no callback reports
+
+# The fields the framing and the limits depend on (checked in _on_headers_complete).
+_FRAMING_FIELDS: Final = frozenset(
+    {b"host", b"content-length", b"transfer-encoding", b"connection", b"expect"}
+)
 
 # llhttp's reasons, by prefix, in h3green's words (the same words as h11_driver's).
 _MESSAGES: Final = (
@@ -68,6 +85,20 @@ _MESSAGES: Final = (
 )
 
 
+#: RFC 9110 §9.1: a method is a token (§5.6.2).
+METHOD: Final = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+#: What llhttp is given in place of a method it does not know (it reads a GET's framing
+#: as any other method's but CONNECT's).
+STAND_IN: Final = b"GET"
+
+
+def method_refused(exc: Exception) -> bool:
+    """Did llhttp refuse a head for its method alone (one it does not know)?"""
+    return isinstance(exc, httptools.HttpParserInvalidMethodError) or str(exc).startswith(
+        ("Invalid method for HTTP", "Expected HTTP/2 Connection Preface")
+    )
+
+
 def llhttp_error(text: str) -> tuple[int, str]:
     for prefix, ours in _MESSAGES:
         if text.startswith(prefix):
@@ -80,25 +111,23 @@ class RequestCallbacks:
 
     __slots__ = (
         "_body_fed",
+        "_chunks",
         "_cl_body",
+        "_cl_left",
         "_completed",
-        "_connection",
-        "_crlf_end",
         "_data",
+        "_empty",
         "_events",
-        "_expect",
+        "_ext_head",
+        "_ext_method",
         "_fed_head",
-        "_field_bytes",
-        "_has_cl",
-        "_has_te",
         "_headers",
         "_heads",
-        "_hosts",
         "_parser",
         "_phase",
         "_progress",
         "_raw",
-        "_te",
+        "_tail",
         "_url",
         "max_header_bytes",
         "max_header_count",
@@ -120,8 +149,14 @@ class RequestCallbacks:
         self._raw: bytearray | None = None  # those bytes, when they are known exactly
         self._body_fed = 0  # bytes fed mid-body with no callback: chunk lines, trailers
         self._phase = BETWEEN
-        self._crlf_end = True
         self._cl_body = False  # the request being read has a Content-Length body
+        self._cl_left = 0  # bytes of that body not given to llhttp yet
+        self._chunks: ChunkLines | None = None  # the chunked body being read
+        self._empty = EmptyLines()
+        self._tail = b""  # the last bytes of a head or trailer section given to llhttp
+        # A head whose method llhttp refused, until its method is whole; then the method.
+        self._ext_head: bytearray | None = None
+        self._ext_method: bytes | None = None
         self._reset_request()
 
     def _new_parser(self) -> httptools.HttpRequestParser:
@@ -140,61 +175,68 @@ class RequestCallbacks:
     def _reset_request(self) -> None:
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
-        self._field_bytes = 0
-        self._hosts = 0
-        self._has_cl = False
-        self._has_te = False
-        self._te: list[bytes] = []
-        self._connection: list[bytes] = []
-        self._expect: list[bytes] = []
 
     # -- the callbacks -------------------------------------------------------------------
 
     def _on_message_begin(self) -> None:
         self._progress = True
         self._phase = HEAD  # the fields of the last head were cleared when it completed
+        self._empty.reset()
 
     def _on_url(self, fragment: bytes) -> None:
         self._progress = True
         url = self._url = self._url + fragment if self._url else fragment
-        # "M T HTTP/1.1": the method is parsed by now.
-        if len(url) + 11 > self.max_request_line and len(url) + len(self._parser.get_method()) + 10 > (
-            self.max_request_line
-        ):
-            raise ProtocolError(414, "request line too long")
+        # "M T HTTP/1.1": the method is parsed by now (one of llhttp's, or a longer one).
+        if len(url) + 11 > self.max_request_line or self._ext_method:
+            method = self._ext_method or self._parser.get_method()
+            if len(url) + len(method) + 10 > self.max_request_line:
+                raise ProtocolError(414, "request line too long")
 
     def _on_header(self, name: bytes, value: bytes) -> None:
-        self._progress = True
-        if self._phase != HEAD:  # a trailer field: counted, then dropped as h11_driver does
-            self._body_fed += len(name) + len(value) + 4
-            if self._body_fed > self.max_header_bytes + self.max_request_line:
-                raise ProtocolError(400, "chunk size line or trailer section too long")
+        # PERF: a field is only collected here; the head's fields are checked in one pass
+        # when it is complete (and bounded across reads by _check_partial_head): within
+        # the noise of bench/hot_path.py for three fields (8.7 us either way), kept because
+        # each field costs fewer attribute writes and one over the count is still refused.
+        if self._phase != HEAD:
+            self._on_trailer(name, value)
             return
-        name = name.lower()
         # llhttp keeps trailing whitespace; h11 (RFC 9112 §5: OWS is not the value) does not.
-        value = value.rstrip(b" \t")
+        self._headers.append((name.lower(), value.rstrip(b" \t")))
+
+    def _on_trailer(self, name: bytes, value: bytes) -> None:
+        """A trailer field: counted, then dropped as h11_driver does."""
+        self._progress = True
+        self._body_fed += len(name) + len(value) + 4
+        if self._body_fed > self.max_header_bytes + self.max_request_line:
+            raise ProtocolError(400, "chunk size line or trailer section too long")
+
+    def _on_headers_complete(self) -> None:  # noqa: PLR0912, PLR0915 - every head check in one pass: the PERF point of it
+        self._progress = True
         headers = self._headers
-        headers.append((name, value))
-        self._field_bytes += len(name) + len(value) + 4
         if len(headers) > self.max_header_count:
             raise ProtocolError(431, "too many header fields")
-        if self._field_bytes > self.max_header_bytes:
+        size = 4 * len(headers)
+        hosts = 0
+        length: bytes | None = None
+        codings: list[bytes] | None = None
+        connection: list[bytes] | None = None
+        expect: list[bytes] | None = None
+        for name, value in headers:
+            size += len(name) + len(value)
+            if name in _FRAMING_FIELDS:
+                if name == b"host":
+                    hosts += 1
+                elif name == b"content-length":
+                    length = value  # llhttp refuses a repeated one
+                elif name == b"transfer-encoding":
+                    codings = [value] if codings is None else [*codings, value]
+                elif name == b"connection":
+                    connection = [value] if connection is None else [*connection, value]
+                else:  # expect
+                    expect = [value] if expect is None else [*expect, value]
+        if size > self.max_header_bytes:
             raise ProtocolError(431, "header block too large")
-        if name == b"host":
-            self._hosts += 1
-        elif name == b"content-length":
-            self._has_cl = True
-        elif name == b"transfer-encoding":
-            self._has_te = True
-            self._te.append(value)
-        elif name == b"connection":
-            self._connection.append(value)
-        elif name == b"expect":
-            self._expect.append(value)
-
-    def _on_headers_complete(self) -> None:
-        self._progress = True
-        self._phase = CHUNK_LINE if self._has_te else BODY
+        self._phase = CHUNK_LINE if codings is not None else BODY
         self._fed_head = 0
         self._raw = None
         self._body_fed = 0
@@ -204,18 +246,22 @@ class RequestCallbacks:
             if version[0] == "0":  # HTTP/0.9: a request line without a version
                 raise ProtocolError(400, "malformed request line")
             raise ProtocolError(505, "only HTTP/1.x is supported")
-        if self._has_cl and self._has_te:  # pragma: no cover - llhttp refuses it first
+        if length is not None and codings is not None:  # pragma: no cover - llhttp refuses it first
             raise ProtocolError(400, BOTH_LENGTHS)
-        if self._has_te:
-            codings = [c.strip().lower() for v in self._te for c in v.split(b",") if c.strip()]
-            if codings != [b"chunked"]:
-                raise ProtocolError(*codings_status(self._te))
-        if self._hosts != 1 and (self._hosts or version == "1.1"):
+        if codings is not None:
+            parts = [c.strip().lower() for v in codings for c in v.split(b",") if c.strip()]
+            if parts != [b"chunked"]:
+                raise ProtocolError(*codings_status(codings))
+        if hosts != 1 and (hosts or version == "1.1"):
             raise ProtocolError(
-                400, "Found multiple Host: headers" if self._hosts else "Missing mandatory Host: header"
+                400, "Found multiple Host: headers" if hosts else "Missing mandatory Host: header"
             )
-        self._cl_body = self._has_cl and self._declares_body()
-        if parser.should_upgrade() and (self._has_te or self._cl_body):
+        self._cl_body = length is not None and bool(length.strip(b"0"))
+        if self._cl_body:
+            self._cl_left = int(length)  # type: ignore[arg-type]
+        elif codings is not None:
+            self._chunks = ChunkLines(self._head_limit())
+        if (codings is not None or self._cl_body) and parser.should_upgrade():
             # httptools hands the bytes after an upgrade request's head back unread, body
             # included; h3green never upgrades, so such a body would be misread.
             raise ProtocolError(400, "a request body with Upgrade is not supported")
@@ -225,18 +271,25 @@ class RequestCallbacks:
             raise ProtocolError(400, "non-ASCII byte in request target") from None
         if (b"TSP/" in self._data or b"ICE/" in self._data) and self._other_protocol():
             raise ProtocolError(400, "malformed request line")
-        method = parser.get_method()
+        method = self._ext_method or parser.get_method()
+        self._ext_method = None
         # For the response, once next_event hands this head out.
-        closes = version != "1.1" or (bool(self._connection) and has_token(self._connection, b"close"))
+        closes = version != "1.1" or (connection is not None and has_token(connection, b"close"))
         self._heads.append((method, version, closes))
-        expects_continue = (
-            version == "1.1" and bool(self._expect) and has_token(self._expect, b"100-continue")
-        )
+        expects_continue = version == "1.1" and expect is not None and has_token(expect, b"100-continue")
         self._events.append(
-            RequestHead(method.decode("ascii"), target, self._headers, version, expects_continue)
+            RequestHead(
+                method.decode("ascii"),
+                target,
+                headers,
+                version,
+                expects_continue,
+                has_body=self._cl_body or codings is not None,
+            )
         )
         # PERF: the head now belongs to the event; a stream holds none of it here.
-        self._reset_request()
+        self._url = b""
+        self._headers = []
 
     def _other_protocol(self) -> bool:
         """Is this an RTSP/1.x or ICE/1.x request line? llhttp parses those as HTTP/1.x."""
@@ -245,9 +298,6 @@ class RequestCallbacks:
             if url + b" RTSP/" in blob or url + b" ICE/" in blob:
                 return True
         return False
-
-    def _declares_body(self) -> bool:
-        return any(name == b"content-length" and value.strip(b"0") for name, value in self._headers)
 
     def _on_body(self, data: bytes) -> None:
         self._progress = True
@@ -266,8 +316,9 @@ class RequestCallbacks:
     def _on_message_complete(self) -> None:
         self._progress = True
         self._phase = BETWEEN
-        # The next head starts right after a line end unless a Content-Length body ended this.
-        self._crlf_end = not self._cl_body
+        self._tail = b""
+        self._chunks = None
+        self._cl_left = 0
         self._completed += 1
         self._events.append(END_OF_BODY)
 
