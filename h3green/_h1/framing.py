@@ -24,7 +24,7 @@ from typing import Final
 
 from .events import NO_BODY_STATUSES, REASONS, has_token
 
-__all__ = ["DONE", "ERROR", "IDLE", "SEND_BODY", "STATUS_LINES", "ResponseFramer"]
+__all__ = ["DONE", "ERROR", "IDLE", "SEND_BODY", "STATUS_LINES", "FramedResponses", "ResponseFramer"]
 
 # Response states (h11's names).
 IDLE: Final = 0  # no response yet (h11: IDLE / SEND_RESPONSE)
@@ -184,3 +184,40 @@ class ResponseFramer:
     def done(self) -> bool:
         """The response is complete and the connection may carry another."""
         return self.state == DONE and self.keep_alive
+
+
+class FramedResponses:
+    """The sending half of a driver, the same for both: response bytes from the driver's
+    ``ResponseFramer`` (``_framer``), so each driver only parses."""
+
+    __slots__ = ()
+
+    _framer: ResponseFramer
+
+    def informational(self, status: int = 100) -> bytes:
+        """An interim response (100 Continue), sent when the handler starts reading."""
+        return self._framer.informational(status)
+
+    def head(self, status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
+        """Bytes of the status line and headers."""
+        return self._framer.head(status, headers)
+
+    def fixed(self, status: int, lines: bytes, body: bytes, close: bool) -> bytes | None:
+        """A whole response with a fixed body, or None when it cannot be framed so."""
+        return self._framer.fixed(status, lines, body, close)
+
+    def body(self, data: bytes) -> bytes:
+        """Bytes framing one piece of response body (a chunk, when chunked)."""
+        return self._framer.body(data)
+
+    def end(self) -> bytes:
+        """Bytes ending the response body (the zero chunk, when chunked)."""
+        return self._framer.end()
+
+    def send_failed(self) -> None:
+        """The socket write failed: the connection cannot be reused."""
+        self._framer.failed()
+
+    @property
+    def response_started(self) -> bool:
+        return self._framer.state != IDLE

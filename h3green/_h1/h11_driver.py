@@ -65,7 +65,7 @@ from .events import (
     codings_status,
     has_token,
 )
-from .framing import IDLE, ResponseFramer
+from .framing import FramedResponses, ResponseFramer
 from .guards import ChunkLines, EmptyLines
 
 __all__ = ["H11Driver"]
@@ -105,7 +105,7 @@ def _raw_header_values(head: bytes, name: bytes) -> list[bytes]:
     return values
 
 
-class H11Driver:
+class H11Driver(FramedResponses):
     """One server-side HTTP/1.1 connection, parsed by h11 (the reference driver)."""
 
     __slots__ = (
@@ -310,37 +310,7 @@ class H11Driver:
             has_body=has_body or has_te,
         )
 
-    # -- sending (see framing) -----------------------------------------------------------
-
-    def informational(self, status: int = 100) -> bytes:
-        """An interim response (100 Continue), sent when the handler starts reading."""
-        return self._framer.informational(status)
-
-    def head(self, status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
-        """Bytes of the status line and headers (see ``framing``)."""
-        return self._framer.head(status, headers)
-
-    def fixed(self, status: int, lines: bytes, body: bytes, close: bool) -> bytes | None:
-        """A whole response with a fixed body, or None (see ``framing``)."""
-        return self._framer.fixed(status, lines, body, close)
-
-    def body(self, data: bytes) -> bytes:
-        """Bytes framing one piece of response body (a chunk, when chunked)."""
-        return self._framer.body(data)
-
-    def end(self) -> bytes:
-        """Bytes ending the response body (the zero chunk, when chunked)."""
-        return self._framer.end()
-
-    def send_failed(self) -> None:
-        """The socket write failed: the connection cannot be reused."""
-        self._framer.failed()
-
     # -- cycle ---------------------------------------------------------------------------
-
-    @property
-    def response_started(self) -> bool:
-        return self._framer.state != IDLE
 
     @property
     def request_done(self) -> bool:

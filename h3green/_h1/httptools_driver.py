@@ -64,7 +64,7 @@ from .events import (
     ProtocolError,
     RequestHead,
 )
-from .framing import IDLE, ResponseFramer
+from .framing import FramedResponses, ResponseFramer
 from .llhttp_callbacks import (
     BETWEEN,
     BODY,
@@ -82,7 +82,7 @@ __all__ = ["HttptoolsDriver"]
 _LINE_END = b"\r\n"
 
 
-class HttptoolsDriver(RequestCallbacks):
+class HttptoolsDriver(RequestCallbacks, FramedResponses):
     """One server-side HTTP/1.1 connection over httptools (the default driver)."""
 
     __slots__ = ("_cycle", "_delivered_end", "_eof", "_error", "_failed", "_framer", "_pending")
@@ -301,37 +301,7 @@ class HttptoolsDriver(RequestCallbacks):
             return CLIENT_CLOSED
         return NEED_DATA
 
-    # -- sending (see framing) -----------------------------------------------------------
-
-    def informational(self, status: int = 100) -> bytes:
-        """An interim response (100 Continue), sent when the handler starts reading."""
-        return self._framer.informational(status)
-
-    def head(self, status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
-        """Bytes of the status line and headers (see ``framing``)."""
-        return self._framer.head(status, headers)
-
-    def fixed(self, status: int, lines: bytes, body: bytes, close: bool) -> bytes | None:
-        """A whole response with a fixed body, or None (see ``framing``)."""
-        return self._framer.fixed(status, lines, body, close)
-
-    def body(self, data: bytes) -> bytes:
-        """Bytes framing one piece of response body (a chunk, when chunked)."""
-        return self._framer.body(data)
-
-    def end(self) -> bytes:
-        """Bytes ending the response body (the zero chunk, when chunked)."""
-        return self._framer.end()
-
-    def send_failed(self) -> None:
-        """The socket write failed: the connection cannot be reused."""
-        self._framer.failed()
-
     # -- cycle ---------------------------------------------------------------------------
-
-    @property
-    def response_started(self) -> bool:
-        return self._framer.state != IDLE
 
     @property
     def request_done(self) -> bool:
