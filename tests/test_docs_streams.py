@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import pytest
+from helpers.docs import python_blocks
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "streams.md"
-TEXT = DOC.read_text()
-# Each block padded with the lines before it, so a failure points at the doc's own line.
-BLOCKS = [
-    "\n" * TEXT.count("\n", 0, match.start(1)) + match.group(1)
-    for match in re.finditer(r"```python\n(.*?)```", TEXT, re.S)
-]
+DOC, BLOCKS = python_blocks("streams.md")
 
 
 def test_the_page_has_its_example() -> None:

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import gevent
 import pytest
+from helpers.docs import python_blocks
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "utils-web.md"
-TEXT = DOC.read_text()
-# Each block padded with the lines before it, so a failure points at the doc's own line.
-BLOCKS = [
-    "\n" * TEXT.count("\n", 0, match.start(1)) + match.group(1)
-    for match in re.finditer(r"```python\n(.*?)```", TEXT, re.S)
-]
+DOC, BLOCKS = python_blocks("utils-web.md")
 
 
 def test_the_page_has_a_block_per_utility() -> None:

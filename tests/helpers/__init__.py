@@ -7,6 +7,7 @@
 - ``cli``: ``start_cli``, the one launcher of ``python -m h3green``;
 - ``ticking``: the ticking SSE app (``counter_app``; ``helpers.ticking:app`` for the CLI);
 - ``wsgi``: calling WSGI apps in-process under ``wsgiref.validate``;
+- ``docs``: the ``python`` blocks of a docs page, for the tests that run them;
 - ``sse_stream_readers.py``: a script reading many streams from a process of its own.
 """
 
